@@ -1,0 +1,22 @@
+"""Resample every NIfTI volume of a folder onto one voxel grid, keeping the field of view.
+
+Edit config/config.yaml (documented in config/README.md), then: snakemake --cores 2
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/resample.smk"
+include: "workflow/rules/manifest.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

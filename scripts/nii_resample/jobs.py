@@ -1,0 +1,61 @@
+"""One resample job as the workflow runs it: log, record, failure record, exit status."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import VolumeError
+from .records import write_failure, write_record
+from .volume import resample_volume
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_resample_job(
+    in_path,
+    out_path,
+    record_path,
+    failure_path,
+    log_path,
+    desired_volume,
+    **options,
+) -> int:
+    """Resample one volume; on bad input, a one-line reason goes to the log, the console and
+    a failure record, no output is left behind, and the exit status is 1."""
+    failure_path = Path(failure_path)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        print(
+            f"resampling {in_path} -> {out_path} to {'x'.join(map(str, desired_volume))} voxels "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})",
+            file=log,
+            flush=True,
+        )
+        try:
+            record = resample_volume(in_path, out_path, desired_volume, **options)
+        except Exception as error:  # every failure must end as a one-line reason
+            if isinstance(error, VolumeError):
+                reason = _one_line(error)
+            else:
+                reason = _one_line(f"{Path(in_path).name}: {type(error).__name__}: {error}")
+                traceback.print_exc(file=log)
+            Path(out_path).unlink(missing_ok=True)
+            write_failure(
+                failure_path,
+                {"input_path": str(in_path), "output_path": str(out_path), "reason": reason},
+            )
+            print(f"ERROR {reason}", file=log)
+            print(f"ERROR {reason}", file=sys.stderr, flush=True)
+            return 1
+        write_record(record_path, record)
+        failure_path.unlink(missing_ok=True)
+        print(
+            f"done in {record['seconds']} s: {record['original_size']} -> {record['new_size']}, "
+            f"spacing {record['original_spacing']} -> {record['new_spacing']} mm",
+            file=log,
+        )
+    return 0

@@ -1,0 +1,272 @@
+"""Read, check and atomically write NIfTI volumes.
+
+nibabel parses and writes the header (so sform/qform codes, units, intent, description and
+integer scaling survive); ISA-L (`isal`) does the gzip work, several times faster than zlib.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from glob import escape as glob_escape
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from isal import igzip
+
+from .errors import VolumeError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Largest NIfTI header (NIfTI-2); enough bytes to parse any header.
+MAX_HEADER_BYTES = 540
+# Tolerance on D^T D = I for the direction cosines (ITK is as strict for its own images).
+ORTHONORMAL_TOLERANCE = 1e-4
+# ISA-L only has levels 0-3; above that zlib is used (smaller files, much slower).
+ISAL_MAX_LEVEL = 3
+# A resampled volume's data type is the input's; these are the kinds that can be interpolated.
+SUPPORTED_KINDS = "iuf"
+
+
+@dataclass
+class Volume:
+    """A NIfTI volume as stored on disk: header, raw (unscaled) voxels, voxel-to-RAS affine."""
+
+    path: Path
+    header: nib.Nifti1Header
+    data: np.ndarray  # raw stored values, F-ordered, axes (x, y, z[, t, ...])
+    affine: np.ndarray  # 4x4, voxel index -> RAS+ millimetres (nibabel's best affine)
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.data.shape[:3])
+
+    @property
+    def intensity_scaling(self) -> tuple[float, float]:
+        """(slope, intercept) that turn stored values into physical ones."""
+        slope, inter = self.header.get_slope_inter()
+        return (1.0 if slope is None else float(slope), 0.0 if inter is None else float(inter))
+
+
+def _decompress(path: Path, raw: bytes) -> bytes:
+    if raw[:2] != GZIP_MAGIC:
+        # An uncompressed NIfTI named .nii.gz is still a NIfTI: let the header check decide.
+        return raw
+    try:
+        return igzip.decompress(raw)
+    except EOFError:
+        raise VolumeError(
+            f"{path.name}: the file is truncated (its gzip stream ends before the end marker)"
+        ) from None
+    except Exception as error:  # zlib.error, isal's IsalError, BadGzipFile, CRC mismatch...
+        raise VolumeError(f"{path.name}: corrupt gzip data ({error})") from None
+
+
+def _header_class(path: Path, raw: bytes):
+    if len(raw) < 4:
+        raise VolumeError(f"{path.name}: the file is empty or too short to be NIfTI")
+    for byteorder in ("little", "big"):
+        sizeof_hdr = int.from_bytes(raw[:4], byteorder)
+        if sizeof_hdr == 348:
+            return nib.Nifti1Header
+        if sizeof_hdr == 540:
+            return nib.Nifti2Header
+    raise VolumeError(f"{path.name}: not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+
+
+def parse_header(path: Path, raw: bytes) -> nib.Nifti1Header:
+    """The header of a decompressed NIfTI file, or a VolumeError naming the file."""
+    header_class = _header_class(path, raw)
+    try:
+        return header_class.from_fileobj(io.BytesIO(raw), check=True)
+    except Exception as error:  # nibabel raises several types for a malformed header
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise VolumeError(f"{path.name}: invalid NIfTI header ({message})") from None
+
+
+def read_header(path: str | os.PathLike) -> nib.Nifti1Header:
+    """Read only the header (the first bytes of the gzip stream): cheap, for planning."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        start = handle.read(2)
+        handle.seek(0)
+        if start == GZIP_MAGIC:
+            with igzip.GzipFile(fileobj=handle) as stream:
+                raw = stream.read(MAX_HEADER_BYTES)
+        else:
+            raw = handle.read(MAX_HEADER_BYTES)
+    header_class = _header_class(path, raw)
+    return header_class(raw[: header_class.template_dtype.itemsize], check=False)
+
+
+def _shape_text(shape) -> str:
+    return "x".join(str(int(n)) for n in shape)
+
+
+def check_pixel_type(path: Path, dtype: np.dtype) -> None:
+    if dtype.kind not in SUPPORTED_KINDS or dtype.fields is not None:
+        raise VolumeError(
+            f"{path.name}: pixel type {dtype} is not supported "
+            "(only integer and real floating-point scalar volumes can be resampled)"
+        )
+
+
+def check_dimensions(path: Path, shape: tuple[int, ...]) -> None:
+    """Accept 3-D volumes (trailing singleton axes allowed); refuse 2-D and 4-D+ images."""
+    if len(shape) < 3:
+        raise VolumeError(
+            f"{path.name}: {len(shape)}-D image ({_shape_text(shape)}); "
+            "only 3-D volumes can be resampled"
+        )
+    if any(n != 1 for n in shape[3:]):
+        raise VolumeError(
+            f"{path.name}: {len(shape)}-D image ({_shape_text(shape)}); "
+            "only 3-D volumes can be resampled"
+        )
+    if min(shape[:3]) < 1:
+        raise VolumeError(f"{path.name}: empty image ({_shape_text(shape)})")
+
+
+def spacing_and_direction(path: Path, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel spacing (mm) and orthonormal direction matrix of an affine, or a VolumeError."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    if not np.all(np.isfinite(linear)) or np.any(spacing <= 0):
+        raise VolumeError(f"{path.name}: the voxel spacing is zero or not a finite number")
+    direction = linear / spacing
+    deviation = float(np.max(np.abs(direction.T @ direction - np.eye(3))))
+    if deviation > ORTHONORMAL_TOLERANCE:
+        raise VolumeError(
+            f"{path.name}: the voxel axes are not orthonormal (sheared affine, "
+            f"max |D^T D - I| = {deviation:.3g}); only rectilinear grids can be resampled"
+        )
+    return spacing, direction
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read and check a NIfTI volume; any problem raises a VolumeError naming the file."""
+    path = Path(path)
+    try:
+        compressed = path.read_bytes()
+    except OSError as error:
+        raise VolumeError(f"{path.name}: cannot be read ({error.strerror})") from None
+    raw = _decompress(path, compressed)
+    del compressed
+    header = parse_header(path, raw)
+    shape = tuple(int(n) for n in header.get_data_shape())
+    check_dimensions(path, shape)
+    dtype = header.get_data_dtype()
+    check_pixel_type(path, dtype)
+    offset = int(header.get_data_offset())
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) < offset + expected:
+        raise VolumeError(
+            f"{path.name}: the file is truncated (the header announces {expected} bytes "
+            f"of voxels, only {max(len(raw) - offset, 0)} are present)"
+        )
+    data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=offset)
+    data = data.reshape(shape, order="F")
+    affine = header.get_best_affine()
+    spacing_and_direction(path, affine)
+    return Volume(path=path, header=header, data=data, affine=affine)
+
+
+def resampled_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
+    """Affine of the new grid with the same physical field of view.
+
+    New voxel i covers the same span as old continuous index (i + 0.5) * f - 0.5 with
+    f = old/new size per axis: the outer edges of the first and last voxels do not move.
+    """
+    factors = np.asarray(old_shape[:3], float) / np.asarray(new_shape[:3], float)
+    index_map = np.eye(4)
+    index_map[:3, :3] = np.diag(factors)
+    index_map[:3, 3] = (factors - 1.0) / 2.0
+    return np.asarray(affine, dtype=np.float64) @ index_map
+
+
+def itk_geometry(affine: np.ndarray) -> dict[str, np.ndarray]:
+    """Spacing, origin and direction as ITK/SimpleITK report them (LPS millimetres)."""
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0])
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    return {
+        "spacing": spacing,
+        "origin": ras_to_lps @ np.asarray(affine, dtype=np.float64)[:3, 3],
+        "direction": ras_to_lps @ (linear / spacing),
+    }
+
+
+def _set_geometry(header: nib.Nifti1Header, affine: np.ndarray) -> None:
+    """Store the affine in both sform and qform, keeping the codes the input had."""
+    sform_code = int(header["sform_code"])
+    qform_code = int(header["qform_code"])
+    if sform_code == 0 and qform_code == 0:
+        # A header without orientation: readers fall back to pixdim alone.
+        header.set_zooms(
+            tuple(np.linalg.norm(affine[:3, :3], axis=0)) + tuple(header.get_zooms()[3:])
+        )
+        return
+    header.set_qform(affine, code=qform_code, strip_shears=False)
+    header.set_sform(affine, code=sform_code)
+
+
+def encode_volume(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray) -> bytes:
+    """Uncompressed NIfTI bytes: the template's header fields with a new shape, grid and data.
+
+    The data are written as stored values of the template's type; the template's
+    scl_slope/scl_inter are kept, so scaled integers stay scaled integers.
+    """
+    header = template.copy()
+    header.set_data_shape(data.shape)
+    _set_geometry(header, affine)
+    extensions_size = header.extensions.get_sizeondisk() if hasattr(header, "extensions") else 0
+    offset = int(header.single_vox_offset) + int(extensions_size)
+    header["vox_offset"] = offset
+    stream = io.BytesIO()
+    header.write_to(stream)
+    stream.write(b"\x00" * (offset - stream.tell()))
+    stream.write(np.asarray(data, dtype=header.get_data_dtype()).tobytes(order="F"))
+    return stream.getvalue()
+
+
+def gzip_bytes(data: bytes, compression_level: int) -> bytes:
+    """Standard gzip (readable by every NIfTI reader), with mtime 0 so output is reproducible."""
+    if compression_level <= ISAL_MAX_LEVEL:
+        return igzip.compress(data, compresslevel=compression_level, mtime=0)
+    import gzip
+
+    return gzip.compress(data, compresslevel=compression_level, mtime=0)
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write to a temporary file in the target folder and rename it: never a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_partials(path: str | os.PathLike) -> None:
+    """Delete temporary files a killed earlier attempt at writing `path` may have left."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.partial"):
+            leftover.unlink(missing_ok=True)
+
+
+def write_volume(
+    path: str | os.PathLike,
+    template: nib.Nifti1Header,
+    data: np.ndarray,
+    affine: np.ndarray,
+    compression_level: int,
+) -> None:
+    atomic_write_bytes(path, gzip_bytes(encode_volume(template, data, affine), compression_level))

@@ -1,0 +1,46 @@
+"""What the run prints at its end: the debug summary and the list of failed volumes."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
+    """Short summary for `debug: true`: how many volumes, target shape, where outputs are."""
+    size = "x".join(str(n) for n in config["desired_volume"])
+    rows = []
+    if Path(manifest_path).exists():
+        with open(manifest_path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+    lines = [
+        "",
+        "Resampling summary",
+        f"  volumes found        : {n_volumes} in {config['nii_folder']}",
+        f"  resampled            : {sum(row['status'] == 'ok' for row in rows)}",
+        f"  target shape (X,Y,Z) : {size} voxels",
+        f"  saving mode          : {config['saving_mode']} -> {config['output_path']}",
+        f"  engine               : {config['engine']}",
+        f"  manifest             : {manifest_path}",
+    ]
+    if rows:
+        seconds = sum(float(row["seconds"]) for row in rows)
+        lines.append(f"  resampling time      : {seconds:.1f} s in total")
+        lines.append("  per volume           : original size -> new spacing (mm)")
+        for row in rows:
+            lines.append(
+                f"    {Path(row['input_path']).name}: {row['original_size']} "
+                f"({row['original_spacing']}) -> {row['new_spacing']}"
+            )
+    print("\n".join(lines), flush=True)
+
+
+def print_failures(failures: list[dict], report_path, n_volumes: int) -> None:
+    if not failures:
+        return
+    lines = [
+        "",
+        f"{len(failures)} of {n_volumes} volumes failed (listed in {report_path}):",
+    ]
+    lines += [f"  {failure['reason']}  [log: {failure['log']}]" for failure in failures]
+    print("\n".join(lines), flush=True)

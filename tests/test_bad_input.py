@@ -1,0 +1,129 @@
+"""Bad volumes fail alone, with a one-line reason naming the file, and leave nothing behind."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import affine_from, run_snakemake, smooth_volume, write_nifti
+from nii_resample.errors import VolumeError
+from nii_resample.nifti import read_volume
+
+
+def _good_bytes(tmp_path, shape=(20, 20, 10)):
+    path = write_nifti(tmp_path / "tmp_good.nii.gz", smooth_volume(shape), affine_from((1, 1, 2)))
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def make_truncated_stream(tmp_path, path):
+    data = _good_bytes(tmp_path)
+    path.write_bytes(data[: len(data) // 2])
+
+
+def make_short_data(tmp_path, path):
+    """A complete, valid gzip stream whose NIfTI voxel data is cut short: SimpleITK reads this
+    without complaint and fills the missing voxels with zeros."""
+    raw = gzip.decompress(_good_bytes(tmp_path))
+    path.write_bytes(gzip.compress(raw[: len(raw) - 1000]))
+
+
+def make_garbage(tmp_path, path):
+    path.write_bytes(np.random.default_rng(1).bytes(5000))
+
+
+def make_corrupt_gzip(tmp_path, path):
+    data = bytearray(_good_bytes(tmp_path))
+    data[200:400] = bytes(200)
+    path.write_bytes(bytes(data))
+
+
+def make_empty(tmp_path, path):
+    path.write_bytes(b"")
+
+
+def make_2d(tmp_path, path):
+    write_nifti(path, smooth_volume((32, 32)).reshape(32, 32), np.eye(4))
+
+
+def make_4d(tmp_path, path):
+    write_nifti(path, np.zeros((8, 8, 6, 5), np.float32), np.eye(4))
+
+
+def make_sheared(tmp_path, path):
+    affine = np.eye(4)
+    affine[0, 1] = 0.5  # x axis leans into y: not a rectilinear grid
+    write_nifti(path, smooth_volume((10, 10, 10)), affine, qform_code=0)
+
+
+def make_complex(tmp_path, path):
+    nib.save(nib.Nifti1Image(np.zeros((6, 6, 6), np.complex64), np.eye(4)), path)
+
+
+BAD_INPUTS = {
+    "truncated": (make_truncated_stream, "the file is truncated"),
+    "short_data": (make_short_data, "the file is truncated (the header announces"),
+    "garbage": (make_garbage, "not a NIfTI file"),
+    "corrupt_gzip": (make_corrupt_gzip, "corrupt gzip data"),
+    "empty": (make_empty, "empty or too short to be NIfTI"),
+    "flat": (make_2d, "2-D image (32x32); only 3-D volumes can be resampled"),
+    "series": (make_4d, "4-D image (8x8x6x5); only 3-D volumes can be resampled"),
+    "sheared": (make_sheared, "the voxel axes are not orthonormal"),
+    "complex": (make_complex, "pixel type complex64 is not supported"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_reader_names_the_file_and_the_problem(tmp_path, name):
+    make, message = BAD_INPUTS[name]
+    path = tmp_path / f"{name}.nii.gz"
+    make(tmp_path, path)
+    with pytest.raises(VolumeError) as raised:
+        read_volume(path)
+    text = str(raised.value)
+    assert text.startswith(f"{name}.nii.gz: ") and message in text
+    assert "\n" not in text
+
+
+def test_bad_volumes_fail_alone_with_keep_going(tmp_path, make_dataset):
+    folder, good = make_dataset(names=("good_a", "good_b"))
+    for name, (make, _) in BAD_INPUTS.items():
+        make(tmp_path, folder / f"{name}.nii.gz")
+    output = tmp_path / "out"
+    config = {"nii_folder": str(folder), "output_path": str(output), "desired_volume": [8, 8, 8],
+              "saving_mode": "folder"}
+    result = run_snakemake(tmp_path / "work", config, "--keep-going", check=False)
+    assert result.returncode != 0
+
+    for prefix in good:
+        assert nib.load(output / f"{prefix}_resampled.nii.gz").shape == (8, 8, 8)
+    failures = pd.read_csv(output / "failures.tsv", sep="\t")
+    assert len(failures) == len(BAD_INPUTS)
+    for name, (_, message) in BAD_INPUTS.items():
+        line = f"ERROR {name}.nii.gz: "
+        console = [row for row in result.output.splitlines() if row.startswith(line)]
+        assert console and message in console[0], f"{name}: no one-line reason on the console"
+        log = (output / "logs" / "resample_volume" / f"{name}.log").read_text()
+        assert message in log
+        row = failures[failures["input_path"] == str(folder / f"{name}.nii.gz")]
+        assert len(row) == 1 and message in row["reason"].iloc[0]
+        assert not (output / f"{name}_resampled.nii.gz").exists()
+        assert not (output / "records" / f"{name}.tsv").exists()
+    assert not list(output.rglob("*.partial"))
+    assert "volumes failed (listed in" in result.output
+
+
+def test_fixed_input_clears_the_failure_report(tmp_path, make_dataset):
+    folder, _ = make_dataset(names=("good",))
+    make_truncated_stream(tmp_path, folder / "broken.nii.gz")
+    output = tmp_path / "out"
+    config = {"nii_folder": str(folder), "output_path": str(output), "desired_volume": [8, 8, 8]}
+    run_snakemake(tmp_path / "work", config, "--keep-going", check=False)
+    assert (output / "failures.tsv").exists()
+    write_nifti(folder / "broken.nii.gz", smooth_volume((9, 9, 9)), np.eye(4))
+    run_snakemake(tmp_path / "work", config)
+    assert not (output / "failures.tsv").exists()
+    assert len(pd.read_csv(output / "manifest.tsv", sep="\t")) == 2

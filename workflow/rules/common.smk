@@ -1,0 +1,116 @@
+"""Everything that is not a rule: config checks, volume discovery, paths and input functions."""
+
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import validate
+
+# The per-volume logic lives in an importable package beside the scripts.
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from nii_resample.errors import ConfigError, InputFolderError
+from nii_resample.nifti import read_header
+from nii_resample.resume import release_stale_state
+from nii_resample.settings import (
+    check_output_location,
+    discover_volumes,
+    normalise_config,
+    resampled_path,
+)
+
+# Fail before any job runs, with one sentence, on a bad config or input folder.
+try:
+    config.update(normalise_config(config))
+    VOLUMES = discover_volumes(config["nii_folder"])
+    check_output_location(config)
+except (ConfigError, InputFolderError) as problem:
+    raise WorkflowError(f"Invalid configuration: {problem}.") from None
+validate(config, schema="../schemas/config.schema.yaml")
+
+# Running again after a kill -9 just resumes: outputs are written atomically (temporary
+# name + rename), so a stale lock or an "incomplete" mark never guards a corrupt file.
+if workflow.is_main_process and release_stale_state():
+    logger.warning("An earlier run was killed: removed its stale lock; resuming.")
+
+OUTPUT_PATH = config["output_path"].rstrip("/") or "/"
+DESIRED_VOLUME = config["desired_volume"]
+
+
+wildcard_constraints:
+    prefix="[^/]+",
+
+
+def resampled_volume_pattern():
+    """Output pattern of the resampled volume for the configured saving mode."""
+    return str(resampled_path(OUTPUT_PATH, "{prefix}", config["saving_mode"]))
+
+
+def record_path(prefix):
+    return f"{OUTPUT_PATH}/records/{prefix}.tsv"
+
+
+def failure_record_path(prefix):
+    return f"{OUTPUT_PATH}/records/failed/{prefix}.tsv"
+
+
+def log_path(rule_name, prefix):
+    return f"{OUTPUT_PATH}/logs/{rule_name}/{prefix}.log"
+
+
+def get_input_volume(wildcards):
+    return str(VOLUMES[wildcards.prefix])
+
+
+def get_final_output():
+    """The resampled volumes and the manifest."""
+    return [
+        str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"]))
+        for prefix in VOLUMES
+    ] + [f"{OUTPUT_PATH}/manifest.tsv"]
+
+
+def get_resample_options():
+    """Options of the per-volume function; a change in any of them reruns every volume."""
+    return {
+        "desired_volume": DESIRED_VOLUME,
+        "engine": config["engine"],
+        "compression_level": config["compression_level"],
+    }
+
+
+def estimate_mem_mb(wildcards, input, attempt):
+    """Memory request from the volume's header; never raises (a raise would abort the run)."""
+    megabyte = 1024 * 1024
+    try:
+        header = read_header(input.volume)
+        voxels_in = 1
+        for size in header.get_data_shape()[:3]:
+            voxels_in *= int(size)
+        stored_bytes = voxels_in * header.get_data_dtype().itemsize
+    except Exception:
+        # Unreadable header: the job will report why; assume a 10x gzip ratio meanwhile.
+        stored_bytes = (
+            10 * Path(input.volume).stat().st_size if Path(input.volume).exists() else 0
+        )
+        voxels_in = stored_bytes // 2
+    voxels_out = DESIRED_VOLUME[0] * DESIRED_VOLUME[1] * DESIRED_VOLUME[2]
+    # compressed + decompressed input, float32 working arrays, output; plus the interpreter.
+    working_bytes = 2 * stored_bytes + 4 * 3 * max(voxels_in, voxels_out)
+    return int(300 + attempt * working_bytes / megabyte)
+
+
+def expected_jobs():
+    """Per volume: where its output, failure record and log are (for the failure report)."""
+    return [
+        {
+            "input_path": str(path),
+            "output_path": str(
+                resampled_path(OUTPUT_PATH, prefix, config["saving_mode"])
+            ),
+            "failure_path": failure_record_path(prefix),
+            "log": log_path("resample_volume", prefix),
+        }
+        for prefix, path in VOLUMES.items()
+    ]
