@@ -221,6 +221,8 @@ def encode_volume(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarr
     header = template.copy()
     header.set_data_shape(data.shape)
     _set_geometry(header, affine)
+    # Time step (TR) and the other non-spatial pixdims survive a 3-D reshape.
+    header["pixdim"][4:] = template["pixdim"][4:]
     extensions_size = header.extensions.get_sizeondisk() if hasattr(header, "extensions") else 0
     offset = int(header.single_vox_offset) + int(extensions_size)
     header["vox_offset"] = offset

@@ -34,7 +34,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 if workflow.is_main_process and release_stale_state():
     logger.warning("An earlier run was killed: removed its stale lock; resuming.")
 
-OUTPUT_PATH = config["output_path"].rstrip("/") or "/"
+OUTPUT_PATH = str(Path(config["output_path"]))
 DESIRED_VOLUME = config["desired_volume"]
 
 

@@ -15,6 +15,8 @@ rule manifest:
         manifest=f"{OUTPUT_PATH}/manifest.tsv",
     log:
         f"{OUTPUT_PATH}/logs/manifest.log",
+    conda:
+        "../../environment.yml"
     script:
         "../../scripts/manifest.py"
 

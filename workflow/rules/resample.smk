@@ -11,6 +11,8 @@ rule resample_volume:
         log_path("resample_volume", "{prefix}"),
     benchmark:
         f"{OUTPUT_PATH}/benchmarks/resample_volume/{{prefix}}.tsv"
+    conda:
+        "../../environment.yml"
     threads: config["threads_per_job"]
     resources:
         mem_mb=estimate_mem_mb,
