@@ -11,9 +11,13 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/manifest.smk"
+include: "workflow/rules/qc.smk"
 
 
 rule all:

@@ -9,8 +9,8 @@ import sys
 
 from nii_resample.errors import VolumeError
 from nii_resample.jobs import run_resample_job
-from nii_resample.volume import INTERPOLATIONS, resample_volume
-from nii_resample.settings import ENGINES
+from nii_resample.settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
+from nii_resample.volume import resample_volume
 
 __all__ = ["resample_volume", "main"]
 
@@ -22,6 +22,13 @@ def main(argv=None) -> int:
     parser.add_argument("size", nargs=3, type=int, metavar=("X", "Y", "Z"), help="voxels per axis")
     parser.add_argument("--engine", choices=ENGINES, default="fast")
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="bspline")
+    parser.add_argument(
+        "--no-antialias", dest="antialias", action="store_false", help="no Gaussian prefilter"
+    )
+    parser.add_argument("--label-map", action="store_true", help="the input is a label map")
+    parser.add_argument(
+        "--label-interpolation", choices=LABEL_INTERPOLATIONS, default="linear_argmax"
+    )
     parser.add_argument("--compression-level", type=int, default=1, choices=range(1, 10))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -34,6 +41,9 @@ def main(argv=None) -> int:
             args.size,
             engine=args.engine,
             interpolation=args.interpolation,
+            antialias=args.antialias,
+            label_map=args.label_map,
+            label_interpolation=args.label_interpolation,
             compression_level=args.compression_level,
             threads=args.threads,
         )

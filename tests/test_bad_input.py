@@ -49,8 +49,8 @@ def make_2d(tmp_path, path):
     write_nifti(path, smooth_volume((32, 32)).reshape(32, 32), np.eye(4))
 
 
-def make_4d(tmp_path, path):
-    write_nifti(path, np.zeros((8, 8, 6, 5), np.float32), np.eye(4))
+def make_5d(tmp_path, path):
+    write_nifti(path, np.zeros((8, 8, 6, 1, 3), np.float32), np.eye(4))
 
 
 def make_sheared(tmp_path, path):
@@ -69,8 +69,8 @@ BAD_INPUTS = {
     "garbage": (make_garbage, "not a NIfTI file"),
     "corrupt_gzip": (make_corrupt_gzip, "corrupt gzip data"),
     "empty": (make_empty, "empty or too short to be NIfTI"),
-    "flat": (make_2d, "2-D image (32x32); only 3-D volumes can be resampled"),
-    "series": (make_4d, "4-D image (8x8x6x5); only 3-D volumes can be resampled"),
+    "flat": (make_2d, "2-D image (32x32); only 3-D volumes and 4-D series can be resampled"),
+    "vectors": (make_5d, "5-D image (8x8x6x1x3); only 3-D volumes and 4-D series"),
     "sheared": (make_sheared, "the voxel axes are not orthonormal"),
     "complex": (make_complex, "pixel type complex64 is not supported"),
 }

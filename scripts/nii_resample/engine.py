@@ -15,11 +15,20 @@ a pure per-axis scaling (identity direction, unit input spacing, zero origin, ou
 * ``"nearest"``: itk::NearestNeighborInterpolateImageFunction, i.e. round half up.
 
 Because the transform is a per-axis scaling, the N-D operation separates exactly into 1-D
-passes (prefilter + interpolation along one axis at a time); the passes commute, so the axis
-that shrinks most goes first and every later pass works on a smaller array. An axis whose
-size does not change is left untouched (ITK reproduces it up to ~1e-10). Each pass works on
-cache-sized blocks of lines in the requested precision, so the only large allocations are
-the per-pass results.
+passes (prefilter + interpolation along one axis at a time). The passes commute, so they run
+in the order that keeps the arrays small (the most shrinking axis first, growing ones last).
+An axis whose size does not change is left untouched (ITK reproduces it only up to ~1e-10,
+its IIR start being truncated). All arithmetic is done in `precision`, on blocks of lines
+copied into reused (n, P, Q) scratch buffers so that the recursion runs over long contiguous
+slabs. The axis outermost in memory gets one whole-volume pass; the other axes are done a
+group of planes at a time, so besides the result there is at most one full-size intermediate
+(the smaller of "outer axis first" / "outer axis last"), in `precision`, never float64 unless
+asked for.
+
+Threads (``threads > 1``) split blocks of lines or groups of planes over a
+ThreadPoolExecutor; numpy releases the GIL inside each call, but the calls are short
+(~16k samples), so the gain is modest (and nearest, a few numpy gathers, always runs in the
+calling thread).
 
 Sample positions are computed in float64 with the same operations ITK uses for the grid
 above (``origin + spacing * j`` on all axes except the last numpy axis -- ITK's x, its
@@ -54,9 +63,13 @@ _GAIN = (1.0 - _POLE) * (1.0 - 1.0 / _POLE)  # applied by ITK to the data; folde
 _TOLERANCE = 1e-10  # ITK's default m_Tolerance
 _HORIZON = int(math.ceil(math.log(_TOLERANCE) / math.log(abs(_POLE))))  # 18
 
-# Block geometry: a block is (P, n, Q) lines-by-samples in the working precision.
-_BLOCK_BYTES = 4 << 20  # target size of one block buffer
+# Block geometry: a block of an (outer, n, inner) array is P x Q lines, copied to an (n, P, Q)
+# buffer in the working precision; the 1-D pass runs over its (P, Q) slabs.
+_ROW_ELEMS = 16384  # samples per (P, Q) slab of a block: amortises numpy's call overhead
+_MAX_BLOCK_BYTES = 32 << 20  # cap on one (P, n, Q) block buffer
+_GROUP_BYTES = 16 << 20  # biggest per-group intermediate of the in-plane passes
 _MIN_ROW = 512  # shortest contiguous run worth a row-wise recursion; else transpose blocks
+_TRANSPOSE_CHUNK = 256  # lines per transposing copy into a block buffer
 
 
 # --------------------------------------------------------------------------- validation
@@ -186,111 +199,127 @@ def _causal_init_weights(n: int) -> np.ndarray:
     return v / (1.0 - zn * zn)
 
 
-# --------------------------------------------------------------------------- block kernels
+# --------------------------------------------------------------------------- 1-D passes
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _round_up(a: int, multiple: int) -> int:
-    return _ceil_div(a, multiple) * multiple
+def _padded_empty(shape, dtype):
+    """Uninitialised array whose axis-0 stride is padded by 64 bytes.
+
+    Slabs a power-of-two number of bytes apart map to the same cache sets; the transposing
+    copies into and out of these buffers are several times faster with the padding.
+    """
+    count, rest = shape[0], math.prod(shape[1:])
+    pad = 64 // dtype.itemsize
+    flat = np.empty((count, rest + pad), dtype)[:, :rest]
+    return flat.reshape(shape) if len(shape) == 2 else np.lib.stride_tricks.as_strided(
+        flat, shape=shape, strides=(flat.strides[0],) + _c_strides(shape[1:], dtype.itemsize)
+    )
 
 
-class _Pass:
-    """One 1-D resampling pass along axis 1 of a C-contiguous (outer, n, inner) view."""
+def _c_strides(shape, itemsize):
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
-    def __init__(self, src3, dst3, idx, weights, prefilter, dtype):
-        self.src3, self.dst3, self.dtype = src3, dst3, dtype
-        outer, n, inner = src3.shape
-        self.n, self.n_out = n, dst3.shape[1]
-        self.prefilter = prefilter and n > 1
-        self.idx = [np.ascontiguousarray(i, dtype=np.intp) for i in idx]
-        self.weights = [np.ascontiguousarray(w, dtype=dtype).reshape(-1, 1) for w in weights]
+
+class _AxisOp:
+    """A precomputed 1-D resampling operator n -> n_out along one axis."""
+
+    def __init__(self, kind: str, n: int, n_out: int, scanline: bool, dtype: np.dtype):
+        self.n, self.n_out, self.dtype = n, n_out, dtype
+        self.prefilter = kind == "bspline" and n > 1
+        idx, weights = _taps(kind, n, n_out, scanline)
+        # per output sample: its input rows and their weights (numpy scalars of `dtype`);
+        # taps that the mirror maps onto the same row are merged, zero weights dropped
+        self.tap_rows, self.tap_weights = [], []
+        for rows, ws in zip(idx.T.tolist(), weights.T.tolist()):
+            merged = {}
+            for r, w in zip(rows, ws):
+                merged[r] = merged.get(r, 0.0) + w
+            taps = [(r, w) for r, w in merged.items() if w != 0.0] or [(rows[0], 0.0)]
+            self.tap_rows.append(tuple(r for r, _ in taps))
+            self.tap_weights.append(tuple(dtype.type(w) for _, w in taps))
         if self.prefilter:
             self.init_w = [dtype.type(v) for v in _causal_init_weights(n)]
             self.z = dtype.type(_POLE)
             self.anti = dtype.type(_POLE / (_POLE * _POLE - 1.0))
-        self.outer, self.inner = outer, inner
-        line_bytes = n * dtype.itemsize
-        # Row mode: the recursion runs over (P, Q) slabs whose rows are contiguous runs of
-        # Q samples. Transposed mode (the axis is innermost in memory, inner < _MIN_ROW):
-        # blocks of P lines are copied into (n, P * inner) buffers, processed as rows of
-        # P * inner samples, and transposed back on output.
-        self.transposed = inner < _MIN_ROW
-        if self.transposed or inner * line_bytes <= _BLOCK_BYTES:
-            self.p = max(1, min(outer, _BLOCK_BYTES // (inner * line_bytes)))
-            self.q = inner
+
+    # -- block geometry --------------------------------------------------------------------
+
+    def plan(self, outer: int, inner: int, parts: int = 1):
+        """Blocks (o0, o1, i0, i1) of an (outer, n, inner) array, and whether to transpose.
+
+        Every block is copied into an (n, P, Q) buffer, so the recursion runs over
+        contiguous (P, Q) slabs of about _ROW_ELEMS samples (numpy's per-call overhead is
+        then small). If the axis is (nearly) innermost in memory (inner < _MIN_ROW), the
+        results are computed into a contiguous (n_out, P, Q) buffer and copied out at once
+        ("transposed"); otherwise each output slab is written straight into `dst`.
+        """
+        line_bytes = max(self.n, self.n_out) * self.dtype.itemsize
+        elems = max(64, min(_ROW_ELEMS, _MAX_BLOCK_BYTES // line_bytes))
+        transposed = inner < _MIN_ROW
+        if transposed or inner <= elems:
+            p, q = max(1, min(outer, elems // inner)), inner
         else:
-            self.p = 1
-            chunks = max(1, round(inner * line_bytes / _BLOCK_BYTES))
-            self.q = min(inner, _round_up(_ceil_div(inner, chunks), 64))
-        self.blocks = self._blocks()
-
-    def _blocks(self):
-        p, q = self.p, self.q
-        return [
-            (o, min(o + p, self.outer), i, min(i + q, self.inner))
-            for o in range(0, self.outer, p)
-            for i in range(0, self.inner, q)
+            p, q = 1, min(inner, _ceil_div(_ceil_div(inner, round(inner / elems)), 64) * 64)
+        count = _ceil_div(outer, p) * _ceil_div(inner, q)
+        if count < parts:  # smaller blocks so that every thread gets one
+            if p > 1:
+                p = _ceil_div(outer, parts)
+            elif not transposed and q >= 128:
+                q = _ceil_div(_ceil_div(inner, parts), 64) * 64
+        blocks = [
+            (o, min(o + p, outer), i, min(i + q, inner))
+            for o in range(0, outer, p)
+            for i in range(0, inner, q)
         ]
+        return transposed, blocks
 
-    def split(self, parts: int):
-        """Use smaller blocks if there are fewer than `parts` of them (for threads)."""
-        if len(self.blocks) >= parts:
-            return
-        if self.p > 1:
-            self.p = _ceil_div(self.outer, parts)
-        elif not self.transposed and self.q >= 128:
-            self.q = _round_up(_ceil_div(self.inner, parts), 64)
-        self.blocks = self._blocks()
+    # -- kernels ---------------------------------------------------------------------------
 
-    # -- worker ---------------------------------------------------------------------------
+    def run(self, src3, dst3, transposed, blocks, scratch):
+        for o0, o1, i0, i1 in blocks:
+            src = src3[o0:o1, :, i0:i1]
+            dst = dst3[o0:o1, :, i0:i1].transpose(1, 0, 2)  # (n_out, P, Q) view
+            p, q = o1 - o0, i1 - i0
+            buf, rows, acc, tmp = self._buffers(p, q, scratch)
+            # (P, n, Q) block -> (n, P, Q) buffer: every slab rows[k] is one contiguous run.
+            # Short runs (transposed): copy a cache-friendly chunk of lines at a time.
+            step = _TRANSPOSE_CHUNK if transposed else p
+            for c in range(0, p, step):
+                np.copyto(buf[:, c : c + step], src[c : c + step].transpose(1, 0, 2), casting="unsafe")
+            if self.prefilter:
+                self._prefilter(rows, acc, tmp)
+            if transposed:  # short runs in dst: compute contiguously, then scatter at once
+                res = self._scratch(scratch, "res", (self.n_out, p, q))
+                self._interpolate(rows, res, tmp)
+                np.copyto(dst, res)
+            else:
+                self._interpolate(rows, dst, tmp)
 
-    def run(self, blocks):
-        cache = {}
-        for blk in blocks:
-            self._block(blk, cache)
+    def _scratch(self, scratch, tag, shape):
+        arr = scratch.get((tag, shape))
+        if arr is None:
+            arr = scratch[(tag, shape)] = _padded_empty(shape, self.dtype)
+        return arr
 
-    def _buffers(self, shape_pq, cache):
-        """Per-worker scratch: (P, n, Q) data, (P, n_out, Q) taps, and two (P, Q) rows."""
-        bufs = cache.get(shape_pq)
+    def _buffers(self, p, q, scratch):
+        key = ("block", self.n, p, q)
+        bufs = scratch.get(key)
         if bufs is None:
-            p, q = shape_pq
-            dt = self.dtype
-            buf = np.empty((p, self.n, q), dt)
-            rows = [buf[:, k] for k in range(self.n)]
-            bufs = (buf, rows, np.empty((p, self.n_out, q), dt), np.empty((p, q), dt), np.empty((p, q), dt))
-            if self.transposed:
-                bufs += (np.empty((p, self.n_out, q), dt),)
-            cache[shape_pq] = bufs
+            buf = _padded_empty((self.n, p, q), self.dtype)
+            rows = list(buf)  # views made once, reused for every block of this shape
+            bufs = scratch[key] = (buf, rows, np.empty((p, q), self.dtype), np.empty((p, q), self.dtype))
         return bufs
 
-    def _block(self, blk, cache):
-        o0, o1, i0, i1 = blk
-        src = self.src3[o0:o1, :, i0:i1]
-        if self.transposed:
-            # (P, n, inner) -> (n, P, inner) viewed as (1, n, P * inner)
-            bufs = self._buffers((1, (o1 - o0) * (i1 - i0)), cache)
-            buf = bufs[0]
-            np.copyto(buf.reshape(self.n, o1 - o0, i1 - i0), src.transpose(1, 0, 2), casting="unsafe")
-        else:
-            bufs = self._buffers((o1 - o0, i1 - i0), cache)
-            buf = bufs[0]
-            np.copyto(buf, src, casting="unsafe")
-        _, rows, tmp, acc, scratch = bufs[:5]
-        if self.prefilter:
-            self._prefilter(rows, acc, scratch)
-        if self.transposed:
-            res = bufs[5]
-            self._interpolate(buf, res, tmp)
-            dst = self.dst3[o0:o1, :, i0:i1]
-            np.copyto(dst, res.reshape(self.n_out, o1 - o0, i1 - i0).transpose(1, 0, 2))
-        else:
-            self._interpolate(buf, self.dst3[o0:o1, :, i0:i1], tmp)
-
     def _prefilter(self, rows, acc, tmp):
-        """In-place cubic B-spline prefilter (without the gain) along the row list."""
+        """In-place cubic B-spline prefilter (gain left out: it is in the weights)."""
         mul, add, sub = np.multiply, np.add, np.subtract
         n, z = self.n, self.z
         # causal initialisation: c[0] = sum_k v[k] c[k]
@@ -320,40 +349,96 @@ class _Pass:
             mul(cur, z, out=cur)
             nxt = cur
 
-    def _interpolate(self, buf, dst, tmp):
-        """dst[:, j] = sum_t w_t[j] * buf[:, idx_t[j]] along axis 1."""
-        idx, weights = self.idx, self.weights
-        np.take(buf, idx[0], axis=1, out=tmp, mode="clip")
-        np.multiply(tmp, weights[0], out=dst)
-        for t in range(1, len(idx)):
-            np.take(buf, idx[t], axis=1, out=tmp, mode="clip")
-            np.multiply(tmp, weights[t], out=tmp)
-            np.add(dst, tmp, out=dst)
+    def _interpolate(self, rows, dst, tmp):
+        """dst[j] = sum_t w_t[j] * rows[idx_t[j]]: 2 * taps - 1 ufunc calls per output slab."""
+        mul, add = np.multiply, np.add
+        idx, weights = self.tap_rows, self.tap_weights
+        for j in range(self.n_out):
+            out = dst[j]
+            ij, wj = idx[j], weights[j]
+            mul(rows[ij[0]], wj[0], out=out)
+            for t in range(1, len(ij)):
+                mul(rows[ij[t]], wj[t], out=tmp)
+                add(out, tmp, out=out)
 
 
-def _resample_axis(arr, axis, n_out, kind, scanline, dtype, executor, threads):
-    """Resample C-contiguous `arr` along `axis` to `n_out` samples -> new C-contiguous array."""
+def _as3(arr: np.ndarray, axis: int) -> np.ndarray:
+    """(outer, n, inner) view of a C-contiguous array around `axis`."""
+    assert arr.flags.c_contiguous  # else reshape would silently copy
     shape = arr.shape
-    n = shape[axis]
-    outer = math.prod(shape[:axis])
-    inner = math.prod(shape[axis + 1 :])
-    out = np.empty(shape[:axis] + (n_out,) + shape[axis + 1 :], dtype)
-    src3 = arr.reshape(outer, n, inner)
-    dst3 = out.reshape(outer, n_out, inner)
-    if n == 1:  # ITK: every tap reads the single sample, weights sum to 1
+    return arr.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
+
+
+def _gather(executor, tasks):
+    """Run (function, *args) tasks on the pool, wait for all, re-raise the first error."""
+    futures = [executor.submit(*task) for task in tasks]
+    for f in futures:
+        f.result()
+
+
+def _axis_pass(src, dst, axis, op, scratch, executor=None, threads=1):
+    """One 1-D pass along `axis`: C-contiguous `src` -> preallocated C-contiguous `dst`."""
+    src3, dst3 = _as3(src, axis), _as3(dst, axis)
+    if op.n == 1:  # ITK: every tap reads the single sample and the weights sum to 1
         np.copyto(dst3, src3, casting="unsafe")
-        return out
-    idx, weights = _taps(kind, n, n_out, scanline)
-    job = _Pass(src3, dst3, idx, weights, kind == "bspline", dtype)
-    if executor is None:
-        job.run(job.blocks)
-    else:
-        job.split(threads)
-        parts = min(threads, len(job.blocks))
-        futures = [executor.submit(job.run, job.blocks[k::parts]) for k in range(parts)]
-        for f in futures:
-            f.result()
-    return out
+        return
+    parts = threads if executor is not None else 1
+    transposed, blocks = op.plan(src3.shape[0], src3.shape[2], parts)
+    if parts == 1 or len(blocks) == 1:
+        op.run(src3, dst3, transposed, blocks, scratch[0])
+        return
+    parts = min(parts, len(blocks))
+    _gather(
+        executor,
+        [(op.run, src3, dst3, transposed, blocks[k::parts], scratch[k]) for k in range(parts)],
+    )
+
+
+def _plane_stages(src, dst, stages, groups, scratch, executor=None, threads=1):
+    """Apply the in-plane passes `stages` to groups of planes (axis-0 slabs), src -> dst.
+
+    Intermediate results exist for one group at a time (in reused scratch arrays), so the
+    in-plane passes need no full-volume temporaries.
+    """
+    for a, b in groups:
+        cur = src[a:b]
+        for k, (axis, op) in enumerate(stages):
+            if k == len(stages) - 1:
+                nxt = dst[a:b]
+            else:
+                shape = cur.shape[:axis] + (op.n_out,) + cur.shape[axis + 1 :]
+                nxt = scratch[0].get(("stage", k, shape))
+                if nxt is None:  # C-contiguous (no padding): reshaped by the next pass
+                    nxt = scratch[0][("stage", k, shape)] = np.empty(shape, op.dtype)
+            _axis_pass(cur, nxt, axis, op, scratch, executor, threads)
+            cur = nxt
+
+
+def _planes_pass(src, dst, stages, scratch, executor, threads):
+    """All in-plane passes, processed a group of planes at a time (threads: over groups)."""
+    shape, biggest = list(src.shape[1:]), math.prod(src.shape[1:])
+    for axis, op in stages:
+        shape[axis - 1] = op.n_out
+        biggest = max(biggest, math.prod(shape))
+    count = src.shape[0]
+    per_group = max(1, min(count, _GROUP_BYTES // (biggest * stages[0][1].dtype.itemsize)))
+    if executor is not None and count >= threads:
+        per_group = min(per_group, _ceil_div(count, threads))
+    groups = [(a, min(a + per_group, count)) for a in range(0, count, per_group)]
+    if executor is None or len(groups) < threads:
+        # a single thread, or too few planes: parallelise inside each pass instead
+        _plane_stages(src, dst, stages, groups, scratch, executor, threads)
+        return
+    _gather(
+        executor,
+        [(_plane_stages, src, dst, stages, groups[k::threads], [scratch[k]]) for k in range(threads)],
+    )
+
+
+def _release(scratch):
+    """Drop the scratch buffers of a finished phase (they would not be reused)."""
+    for per_thread in scratch:
+        per_thread.clear()
 
 
 def _memory_order(arr: np.ndarray) -> list:
@@ -377,19 +462,20 @@ def resample_array(
 
     Parameters
     ----------
-    data : N-D array of any real dtype, C- or F-ordered (any strides work; other layouts
-        are first copied to a contiguous array). All axes are spatial. Never modified.
+    data : N-D array of any real dtype, C- or F-ordered (other strides work too, after a
+        contiguous copy). All axes are spatial. Never modified.
     new_shape : number of output samples per axis (positive ints, one per axis).
-    interpolation : "bspline" (cubic, ITK's sitkBSpline), "linear" or "nearest".
-    precision : np.float32 (default) or np.float64 -- dtype of the result and of all
-        intermediate arithmetic.
-    threads : number of worker threads for the bspline/linear passes (a ThreadPoolExecutor
-        over independent blocks of lines). 1 runs everything in the calling thread.
+    interpolation : "bspline" (cubic, = sitkBSpline), "linear" (= sitkLinear) or
+        "nearest" (= sitkNearestNeighbor).
+    precision : np.float32 (default) or np.float64: dtype of the result and of all the
+        arithmetic.
+    threads : worker threads for the bspline/linear passes (a ThreadPoolExecutor over
+        independent blocks of lines or groups of planes); 1 uses no pool at all.
 
     Returns
     -------
     A new array of dtype `precision` and shape `new_shape`, laid out in memory like `data`
-    (F-ordered input gives F-ordered output). No clamping or rounding is applied.
+    (F-ordered in, F-ordered out). No clamping, no rounding.
 
     Raises
     ------
@@ -400,40 +486,65 @@ def resample_array(
         data, new_shape, interpolation, precision, threads
     )
     ndim = data.ndim
-    # Work on a C-contiguous view whose axes are in memory order; transpose back at the end.
+    # Work on a C-contiguous view with the axes in memory order ("T-space": axis 0 is the
+    # outermost in memory); transpose back at the end, so the result has data's layout.
     perm = _memory_order(data)
     work = data.transpose(perm)
     if not work.flags.c_contiguous:
         work = np.ascontiguousarray(work)
-    inv = np.argsort(perm)
-    target = [new_shape[a] for a in perm]
-    scan = perm.index(ndim - 1)  # ITK's x axis (the scanline of the reference geometry)
+    inv = tuple(int(a) for a in np.argsort(perm))
+    shape = work.shape
+    target = tuple(new_shape[a] for a in perm)
+    scan = perm.index(ndim - 1)  # ITK's x axis (scanline) of the reference geometry
 
-    changed = [p for p in range(ndim) if work.shape[p] != target[p]]
+    changed = [p for p in range(ndim) if shape[p] != target[p]]
     if not changed:
         return work.astype(dtype, copy=True).transpose(inv)
-    # Most shrinking axis first. Ties: the innermost axis (transposed blocks, the dearer
-    # pass) goes where the array is smallest -- last when shrinking, first when growing.
-    changed.sort(
-        key=lambda p: (target[p] / work.shape[p], (p == ndim - 1) == (target[p] < work.shape[p]), p)
-    )
 
-    if kind == "nearest":
+    # Most shrinking axis first; ties: the innermost axis (the dearer, transposed pass) goes
+    # where the array is smallest -- last when shrinking, first when growing.
+    def order(p):
+        return (target[p] / shape[p], (p == ndim - 1) == (target[p] < shape[p]), p)
+
+    changed.sort(key=order)
+
+    if kind == "nearest":  # pure gathers, in the input dtype
         out = work
         for p in changed:
-            idx, _ = _taps("nearest", work.shape[p], target[p], p == scan)
+            idx, _ = _taps("nearest", shape[p], target[p], p == scan)
             out = np.take(out, idx[0], axis=p)
         return out.astype(dtype, copy=False).transpose(inv)
 
+    ops = {p: _AxisOp(kind, shape[p], target[p], p == scan, dtype) for p in changed}
+    stages = [(p, ops[p]) for p in changed if p != 0]  # in-plane passes, in order
     executor = None
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         executor = ThreadPoolExecutor(max_workers=threads)
+    scratch = [{} for _ in range(threads)]
     try:
-        out = work
-        for p in changed:
-            out = _resample_axis(out, p, target[p], kind, p == scan, dtype, executor, threads)
+        out = np.empty(target, dtype)
+        if not stages:  # only axis 0 changes
+            _axis_pass(work, out, 0, ops[0], scratch, executor, threads)
+        elif 0 not in ops:  # only in-plane passes
+            _planes_pass(work, out, stages, scratch, executor, threads)
+        else:
+            # Axis 0 (outermost in memory) needs whole-volume passes; the in-plane passes
+            # run plane group by plane group. Do axis 0 first or last, whichever leaves the
+            # smaller intermediate volume (i.e. the more shrinking side goes first).
+            axis0_first = target[0] * math.prod(shape[1:]) <= shape[0] * math.prod(target[1:])
+            if axis0_first:
+                mid = np.empty((target[0],) + shape[1:], dtype)
+                _axis_pass(work, mid, 0, ops[0], scratch, executor, threads)
+                _release(scratch)
+                _planes_pass(mid, out, stages, scratch, executor, threads)
+            else:
+                mid = np.empty((shape[0],) + target[1:], dtype)
+                _planes_pass(work, mid, stages, scratch, executor, threads)
+                _release(scratch)
+                _axis_pass(mid, out, 0, ops[0], scratch, executor, threads)
+            del mid
     finally:
         if executor is not None:
             executor.shutdown(wait=True)

@@ -114,18 +114,18 @@ def check_pixel_type(path: Path, dtype: np.dtype) -> None:
 
 
 def check_dimensions(path: Path, shape: tuple[int, ...]) -> None:
-    """Accept 3-D volumes (trailing singleton axes allowed); refuse 2-D and 4-D+ images."""
+    """Accept 3-D volumes and 4-D series (trailing singleton axes allowed); refuse the rest."""
     if len(shape) < 3:
         raise VolumeError(
             f"{path.name}: {len(shape)}-D image ({_shape_text(shape)}); "
-            "only 3-D volumes can be resampled"
+            "only 3-D volumes and 4-D series can be resampled"
         )
-    if any(n != 1 for n in shape[3:]):
+    if any(n != 1 for n in shape[4:]):
         raise VolumeError(
             f"{path.name}: {len(shape)}-D image ({_shape_text(shape)}); "
-            "only 3-D volumes can be resampled"
+            "only 3-D volumes and 4-D series can be resampled"
         )
-    if min(shape[:3]) < 1:
+    if min(shape) < 1:
         raise VolumeError(f"{path.name}: empty image ({_shape_text(shape)})")
 
 

@@ -19,8 +19,10 @@ RECORD_COLUMNS = (
     "output_path",
     "status",
     "reason",
+    "kind",
     "engine",
     "interpolation",
+    "antialias",
     "pixel_type",
     "original_size",
     "original_spacing",
@@ -38,7 +40,7 @@ RECORD_COLUMNS = (
 FAILURE_COLUMNS = ("input_path", "output_path", "reason", "log")
 
 
-def _tsv_bytes(columns, rows) -> bytes:
+def tsv_bytes(columns, rows) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="ignore"
@@ -49,11 +51,11 @@ def _tsv_bytes(columns, rows) -> bytes:
 
 
 def write_record(path: str | os.PathLike, record: dict) -> None:
-    atomic_write_bytes(path, _tsv_bytes(RECORD_COLUMNS, [record]))
+    atomic_write_bytes(path, tsv_bytes(RECORD_COLUMNS, [record]))
 
 
 def write_failure(path: str | os.PathLike, failure: dict) -> None:
-    atomic_write_bytes(path, _tsv_bytes(FAILURE_COLUMNS, [failure]))
+    atomic_write_bytes(path, tsv_bytes(FAILURE_COLUMNS, [failure]))
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
@@ -91,6 +93,6 @@ def write_failures_report(path: str | os.PathLike, failures: list[dict]) -> None
     """failures.tsv beside the manifest; removed when a run has no failures."""
     path = Path(path)
     if failures:
-        atomic_write_bytes(path, _tsv_bytes(FAILURE_COLUMNS, failures))
+        atomic_write_bytes(path, tsv_bytes(FAILURE_COLUMNS, failures))
     else:
         path.unlink(missing_ok=True)

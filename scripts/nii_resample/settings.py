@@ -5,6 +5,7 @@ Every problem is reported as one sentence naming the key or folder, before any j
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ from .errors import ConfigError, InputFolderError
 
 SAVING_MODES = ("case", "folder")
 ENGINES = ("fast", "itk")
+INTERPOLATIONS = ("bspline", "linear", "nearest")
+LABEL_INTERPOLATIONS = ("linear_argmax", "nearest")
 VOLUME_SUFFIX = ".nii.gz"
 RESAMPLED_SUFFIX = "_resampled.nii.gz"
 REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
@@ -21,6 +24,10 @@ DEFAULTS = {
     "saving_mode": "case",
     "debug": False,
     "engine": "fast",
+    "interpolation": "bspline",
+    "antialias": True,
+    "label_maps": [],
+    "label_interpolation": "linear_argmax",
     "compression_level": 1,
     "threads_per_job": 1,
 }
@@ -87,6 +94,22 @@ def _parse_choice(key: str, value, choices) -> str:
     return value
 
 
+def _parse_patterns(key: str, value) -> list[str]:
+    """A list of file-name glob patterns; `--config label_maps=*_seg.nii.gz` gives one string."""
+    if isinstance(value, str):
+        value = [item for item in re.split(r"[,\s\[\]]+", value) if item]
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(item, str) and item for item in value
+    ):
+        raise ConfigError(f"{key} must be a list of file-name patterns, got {value!r}")
+    return list(value)
+
+
+def is_label_map(name: str, patterns) -> bool:
+    """Does the file name match one of the `label_maps` glob patterns?"""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 def normalise_config(config: dict) -> dict:
     """A checked copy of `config` with defaults filled in and `--config` strings coerced."""
     unknown = sorted(set(config) - set(REQUIRED_KEYS) - set(DEFAULTS))
@@ -104,6 +127,14 @@ def normalise_config(config: dict) -> dict:
     checked["desired_volume"] = parse_desired_volume(checked["desired_volume"])
     checked["saving_mode"] = _parse_choice("saving_mode", checked["saving_mode"], SAVING_MODES)
     checked["engine"] = _parse_choice("engine", checked["engine"], ENGINES)
+    checked["interpolation"] = _parse_choice(
+        "interpolation", checked["interpolation"], INTERPOLATIONS
+    )
+    checked["label_interpolation"] = _parse_choice(
+        "label_interpolation", checked["label_interpolation"], LABEL_INTERPOLATIONS
+    )
+    checked["label_maps"] = _parse_patterns("label_maps", checked["label_maps"])
+    checked["antialias"] = _parse_bool("antialias", checked["antialias"])
     checked["debug"] = _parse_bool("debug", checked["debug"])
     checked["compression_level"] = _parse_int("compression_level", checked["compression_level"], 1, 9)
     checked["threads_per_job"] = _parse_int("threads_per_job", checked["threads_per_job"], 1)
@@ -157,3 +188,19 @@ def resampled_path(output_path: str | os.PathLike, prefix: str, saving_mode: str
     if saving_mode == "case":
         return Path(output_path) / prefix / name
     return Path(output_path) / name
+
+
+def job_options(config: dict, file_name: str) -> dict:
+    """Options of the per-volume function for one file, shared by the workflow and the API.
+
+    Threads are not among them: they change speed, not results, and must not trigger reruns.
+    """
+    return {
+        "desired_volume": config["desired_volume"],
+        "label_map": is_label_map(file_name, config["label_maps"]),
+        "engine": config["engine"],
+        "interpolation": config["interpolation"],
+        "antialias": config["antialias"],
+        "label_interpolation": config["label_interpolation"],
+        "compression_level": config["compression_level"],
+    }

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .antialias import antialias_sigmas, gaussian_blur
 from .errors import VolumeError
-from .settings import ENGINES
+from .labels import resample_label_map
+from .settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
 from .nifti import (
     Volume,
     itk_geometry,
@@ -19,7 +21,6 @@ from .nifti import (
     write_volume,
 )
 
-INTERPOLATIONS = ("bspline", "linear", "nearest")
 
 
 def _vector_text(values) -> str:
@@ -31,7 +32,7 @@ def _size_text(values) -> str:
 
 
 def resample_with_itk(
-    volume: Volume, desired_volume, interpolation: str, threads: int
+    frame: np.ndarray, affine, desired_volume, interpolation: str, threads: int
 ) -> np.ndarray:
     """Reference path: SimpleITK's own Resample on the same field-of-view-preserving grid."""
     import SimpleITK as sitk
@@ -42,14 +43,13 @@ def resample_with_itk(
         "nearest": sitk.sitkNearestNeighbor,
     }
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
-    spatial = np.asarray(volume.data).reshape(volume.spatial_shape, order="F")
     # SimpleITK's array order is (z, y, x): the transpose of nibabel's F-ordered (x, y, z).
-    image = sitk.GetImageFromArray(np.ascontiguousarray(spatial.T))
-    old = itk_geometry(volume.affine)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(frame.T))
+    old = itk_geometry(affine)
     image.SetSpacing(old["spacing"].tolist())
     image.SetOrigin(old["origin"].tolist())
     image.SetDirection(old["direction"].ravel().tolist())
-    new = itk_geometry(resampled_affine(volume.affine, volume.spatial_shape, desired_volume))
+    new = itk_geometry(resampled_affine(affine, frame.shape, desired_volume))
     resampled = sitk.Resample(
         image,
         [int(n) for n in desired_volume],
@@ -65,14 +65,13 @@ def resample_with_itk(
 
 
 def resample_with_fast_engine(
-    volume: Volume, desired_volume, interpolation: str, threads: int
+    frame: np.ndarray, affine, desired_volume, interpolation: str, threads: int
 ) -> np.ndarray:
     from .engine import resample_array
 
-    spatial = np.asarray(volume.data).reshape(volume.spatial_shape, order="F")
-    precision = np.float64 if spatial.dtype == np.float64 else np.float32
+    precision = np.float64 if frame.dtype == np.float64 else np.float32
     return resample_array(
-        spatial, tuple(desired_volume), interpolation, precision=precision, threads=threads
+        frame, tuple(desired_volume), interpolation, precision=precision, threads=threads
     )
 
 
@@ -94,6 +93,42 @@ def intensity_range(data: np.ndarray) -> tuple[float, float]:
     return data.min(), data.max()
 
 
+def label_values(path: Path, frame: np.ndarray) -> np.ndarray:
+    """A label map's values as integers; float-typed maps must hold whole numbers."""
+    if frame.dtype.kind in "iu":
+        return frame
+    if not np.all(np.isfinite(frame)) or not np.array_equal(frame, np.round(frame)):
+        raise VolumeError(
+            f"{path.name}: matched label_maps but holds non-integer values; "
+            "label maps must contain whole-number labels"
+        )
+    return frame.astype(np.int64)
+
+
+def resample_frame(volume: Volume, frame: np.ndarray, desired_volume, options: dict) -> np.ndarray:
+    """One 3-D frame onto the target grid, in the stored type of the input."""
+    dtype = volume.data.dtype
+    if options["label_map"]:
+        labels = label_values(volume.path, frame)
+        if options["label_interpolation"] == "linear_argmax":
+            return resample_label_map(labels, desired_volume).astype(dtype)
+        options = {**options, "interpolation": "nearest", "antialias": False}
+        frame = labels
+    sigmas = (
+        antialias_sigmas(frame.shape, desired_volume) if options["antialias"] else (0.0,) * 3
+    )
+    low, high = intensity_range(frame)
+    if any(sigmas):
+        # The same prefilter for both engines: they differ only in the interpolation.
+        precision = np.float64 if frame.dtype == np.float64 or options["engine"] == "itk" else np.float32
+        frame = gaussian_blur(frame, sigmas, precision)
+    resample = resample_with_fast_engine if options["engine"] == "fast" else resample_with_itk
+    resampled = resample(
+        frame, volume.affine, desired_volume, options["interpolation"], options["threads"]
+    )
+    return to_stored_type(resampled, low, high, dtype)
+
+
 def resample_volume(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -101,33 +136,46 @@ def resample_volume(
     *,
     engine: str = "fast",
     interpolation: str = "bspline",
+    antialias: bool = True,
+    label_map: bool = False,
+    label_interpolation: str = "linear_argmax",
     compression_level: int = 1,
     threads: int = 1,
 ) -> dict:
     """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels and write `out_path` atomically.
 
     New spacing = old spacing x old size / new size; the origin moves by D (new - old
-    spacing) / 2 so that the outer corners of the field of view stay put. Returns a record
-    of what was done (the manifest row). Raises VolumeError with a one-line reason.
+    spacing) / 2 so that the outer corners of the field of view stay put. Images use
+    `interpolation` (clamped to the input range, integers rounded to nearest), with a
+    Gaussian anti-aliasing prefilter on shrinking axes when `antialias`; label maps use
+    `label_interpolation` and never get a label that was not in the input. A 4-D series is
+    resampled frame by frame, keeping its 4th axis. Returns the manifest row; raises
+    VolumeError with a one-line reason naming the file.
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(
-            f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}"
-        )
+    _check_choice("engine", engine, ENGINES)
+    _check_choice("interpolation", interpolation, INTERPOLATIONS)
+    _check_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
     desired_volume = tuple(int(n) for n in desired_volume)
+    options = {
+        "engine": engine,
+        "interpolation": interpolation,
+        "antialias": bool(antialias),
+        "label_map": bool(label_map),
+        "label_interpolation": label_interpolation,
+        "threads": threads,
+    }
     remove_stale_partials(out_path)
     volume = read_volume(in_path)
     stored_low, stored_high = intensity_range(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
-    resample = resample_with_fast_engine if engine == "fast" else resample_with_itk
-    resampled = resample(volume, desired_volume, interpolation, threads)
-    resampled = to_stored_type(resampled, stored_low, stored_high, volume.data.dtype)
-    # Keep trailing singleton axes (x, y, z, 1) as the input had them.
+    frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
+    resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
+    for index in range(frames.shape[3]):
+        resampled[..., index] = resample_frame(volume, frames[..., index], desired_volume, options)
+    # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
     resampled = resampled.reshape(desired_volume + volume.data.shape[3:], order="F")
     new_affine = resampled_affine(volume.affine, volume.spatial_shape, desired_volume)
     write_volume(out_path, volume.header, resampled, new_affine, compression_level)
@@ -135,19 +183,22 @@ def resample_volume(
     slope, inter = volume.intensity_scaling
     new_low, new_high = intensity_range(resampled)
     old_geometry, new_geometry = itk_geometry(volume.affine), itk_geometry(new_affine)
+    downsampling = any(n_in > n_out for n_in, n_out in zip(volume.spatial_shape, desired_volume))
     return {
         "input_path": str(in_path),
         "output_path": str(out_path),
         "status": "ok",
         "reason": "",
+        "kind": "label_map" if label_map else "image",
         "engine": engine,
-        "interpolation": interpolation,
+        "interpolation": label_interpolation if label_map else interpolation,
+        "antialias": bool(antialias and not label_map and downsampling),
         "pixel_type": str(volume.data.dtype),
-        "original_size": _size_text(volume.spatial_shape),
+        "original_size": _size_text(volume.data.shape),
         "original_spacing": _vector_text(old_geometry["spacing"]),
         "original_origin": _vector_text(old_geometry["origin"]),
         "direction": _vector_text(old_geometry["direction"].ravel()),
-        "new_size": _size_text(desired_volume),
+        "new_size": _size_text(resampled.shape),
         "new_spacing": _vector_text(new_geometry["spacing"]),
         "new_origin": _vector_text(new_geometry["origin"]),
         "min_before": float(stored_low) * slope + inter,
@@ -156,3 +207,8 @@ def resample_volume(
         "max_after": float(new_high) * slope + inter,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

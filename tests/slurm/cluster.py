@@ -67,6 +67,14 @@ REQUIRED_EXECUTABLES = (
     "scancel",
 )
 
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+# Client commands that get a SLURM_CONF-defaulting shim in <base_dir>/bin.
+_CLIENT_COMMANDS = (
+    "srun", "sbatch", "squeue", "scancel", "scontrol", "sinfo", "sacct",
+    "sacctmgr", "sshare", "salloc", "sattach", "sstat", "sprio", "sdiag",
+)
+
 # Environment variables that would make client commands talk to another
 # cluster or pretend to be inside a job; removed from the yielded env.
 _SCRUB_ENV_PREFIXES = ("SLURM_", "SBATCH_", "SALLOC_", "SRUN_", "SQUEUE_", "SINFO_")
@@ -233,6 +241,11 @@ class SlurmCluster:
         Install missing Debian packages (root only).
     extra_conf:
         Extra lines appended to slurm.conf.
+    client_shims:
+        Put ``<base_dir>/bin`` first on the env's PATH with wrappers for the
+        client commands (srun, sbatch, squeue, ...) that default SLURM_CONF
+        to this cluster (needed for Snakemake's jobstep ``srun``, see
+        :meth:`_write_client_shims`).
     """
 
     def __init__(
@@ -246,6 +259,7 @@ class SlurmCluster:
         start_timeout: float = 60.0,
         install: bool = True,
         extra_conf: Sequence[str] = (),
+        client_shims: bool = True,
     ) -> None:
         self._tmp_parent = Path(tmp_dir) if tmp_dir is not None else None
         self.partition = partition
@@ -255,6 +269,8 @@ class SlurmCluster:
         self.start_timeout = float(start_timeout)
         self.install = install
         self.extra_conf = list(extra_conf)
+        self.client_shims = client_shims
+        self.bin_dir: Optional[Path] = None
 
         self.base_dir: Optional[Path] = None  # config, logs, state
         self.run_dir: Optional[Path] = None  # sockets, spool (short path)
@@ -458,6 +474,7 @@ class SlurmCluster:
                 slurmd_port=slurmd_port,
             )
         )
+        self._write_client_shims()
         self.env = self._make_env()
 
         # ---- slurmctld ---------------------------------------------------
@@ -550,11 +567,41 @@ class SlurmCluster:
         }
         env["SLURM_CONF"] = str(self.conf_path)
         path = env.get("PATH", "")
+        if self.client_shims and self.bin_dir is not None:
+            path = f"{self.bin_dir}:{path}" if path else str(self.bin_dir)
         for extra in ("/usr/sbin", "/usr/bin"):
             if extra not in path.split(":"):
                 path = f"{path}:{extra}" if path else extra
         env["PATH"] = path
         return env
+
+    def _write_client_shims(self) -> None:
+        """bin/<client> wrappers that default SLURM_CONF to this cluster.
+
+        Snakemake's slurm-jobstep executor (inside the batch job) strips every
+        SLURM_* variable except a few job ids before it calls ``srun``, so
+        SLURM_CONF is lost and srun dies with "Could not establish a
+        configuration source" (a real cluster has /etc/slurm/slurm.conf or a
+        configless slurmd).  With the shim dir first on PATH the clients still
+        find this cluster's config.
+        """
+        self.bin_dir = self.base_dir / "bin"
+        self.bin_dir.mkdir(exist_ok=True)
+        if not self.client_shims:
+            return
+        for name in _CLIENT_COMMANDS:
+            # the real binary, never another cluster's shim found via PATH
+            real = shutil.which(name, path=_SYSTEM_PATH)
+            if real is None:
+                continue
+            shim = self.bin_dir / name
+            shim.write_text(
+                "#!/bin/sh\n"
+                f": \"${{SLURM_CONF:={self.conf_path}}}\"\n"
+                "export SLURM_CONF\n"
+                f'exec {real} "$@"\n'
+            )
+            shim.chmod(0o755)
 
     def _make_munge_key(self, key: Path) -> None:
         mungekey = _which("mungekey")

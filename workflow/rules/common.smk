@@ -16,6 +16,7 @@ from nii_resample.resume import release_stale_state
 from nii_resample.settings import (
     check_output_location,
     discover_volumes,
+    job_options,
     normalise_config,
     resampled_path,
 )
@@ -64,20 +65,24 @@ def get_input_volume(wildcards):
 
 
 def get_final_output():
-    """The resampled volumes and the manifest."""
-    return [
-        str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"]))
-        for prefix in VOLUMES
-    ] + [f"{OUTPUT_PATH}/manifest.tsv"]
+    """The resampled volumes, the manifest, and the QC pictures (qc.smk; always made: cheap)."""
+    return (
+        [
+            str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"]))
+            for prefix in VOLUMES
+        ]
+        + [f"{OUTPUT_PATH}/manifest.tsv"]
+        + [f"{OUTPUT_PATH}/qc/{prefix}.png" for prefix in VOLUMES]
+        + [
+            f"{OUTPUT_PATH}/qc/dataset/overview.png",
+            f"{OUTPUT_PATH}/qc/dataset/manifest.html",
+        ]
+    )
 
 
-def get_resample_options():
-    """Options of the per-volume function; a change in any of them reruns every volume."""
-    return {
-        "desired_volume": DESIRED_VOLUME,
-        "engine": config["engine"],
-        "compression_level": config["compression_level"],
-    }
+def get_resample_options(wildcards):
+    """Options of the per-volume function; a change in any of them reruns the volume."""
+    return job_options(config, VOLUMES[wildcards.prefix].name)
 
 
 def estimate_mem_mb(wildcards, input, attempt):

@@ -17,7 +17,7 @@ rule resample_volume:
     resources:
         mem_mb=estimate_mem_mb,
     params:
-        options=get_resample_options(),
+        options=get_resample_options,
         failure_record=lambda wildcards: failure_record_path(wildcards.prefix),
     script:
         "../../scripts/resample.py"

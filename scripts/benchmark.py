@@ -1,0 +1,838 @@
+#!/usr/bin/env python
+"""Benchmark this workflow against the reference, nidataset's `resampling_dataset`, in one run.
+
+Both sides work on the same dataset in the same run, each in its own subprocess (so CPU time
+and peak RSS are its own), and the result is printed as a table of ratios with PASS/FAIL
+against the goals of the performance issue (docs/benchmarks.md explains every figure):
+
+1. wall time of `snakemake --cores N` over the dataset <= 0.2x nidataset's sequential run
+   (a downsample run and an upsample run, each judged on its own);
+2. CPU time of the resample step for one CT-like volume downsampled <= 0.35x nidataset's;
+3. peak RSS of one job for that volume <= 0.5x nidataset's;
+4. per-job overhead for tiny (32^3) volumes <= 0.3 s, and a dry run over 10,000 inputs
+   planned in <= 20 s (Snakemake's DAG time included).
+
+It also measures the read+write floor (read each input and write an output-sized volume
+without resampling, with the workflow's NIfTI I/O at its default gzip level and with
+SimpleITK at its own level) and the output sizes on disk.
+
+    python scripts/benchmark.py --quick                  # smoke run, small volumes, < 1 min
+    python scripts/benchmark.py --out results.json       # full run (several minutes)
+    python scripts/benchmark.py --data /data/ct          # your own folder of .nii.gz
+    python scripts/benchmark.py --nidataset-python /tmp/venv-nid/bin/python
+
+nidataset (requirements-bench.txt) is run with `--nidataset-python` (default: this
+interpreter); `--skip-nidataset` measures the workflow alone. Only the standard library,
+numpy and nibabel are imported here; the measured code runs in child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gzip
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+SCRIPTS = REPO / "scripts"
+
+GOALS = {
+    "wall_ratio": 0.2,  # workflow wall / nidataset sequential wall
+    "cpu_ratio": 0.35,  # per-volume CPU of the resample step, CT downsample
+    "rss_ratio": 0.5,  # peak RSS of one job, same volume
+    "tiny_job_s": 0.3,  # marginal wall per tiny job
+    "dry_run_s": 20.0,  # planning a dry run over 10,000 inputs
+}
+
+# --------------------------------------------------------------------------------------------
+# Code run in the measured child processes: standard library only at the top, so the same
+# text runs in this interpreter and in nidataset's. Prints one JSON line on stdout.
+# --------------------------------------------------------------------------------------------
+DRIVER = r'''
+import json, os, sys, time
+args = json.loads(sys.argv[1])
+
+def status(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0  # MiB
+    return float("nan")
+
+def clocks():
+    return time.perf_counter(), time.process_time()
+
+result = {"task": args["task"]}
+w0, c0 = clocks()
+task = args["task"]
+if task.startswith("nidataset"):
+    from nidataset.preprocessing import resampling, resampling_dataset
+elif task.startswith("workflow") or task == "floor_workflow":
+    sys.path.insert(0, args["scripts"])
+    import numpy as np
+    from nii_resample.volume import resample_volume
+    from nii_resample.nifti import read_volume, write_volume
+elif task == "floor_sitk":
+    import numpy as np
+    import SimpleITK as sitk
+w1, c1 = clocks()
+result.update(import_wall=w1 - w0, import_cpu=c1 - c0, rss_after_import_mb=status("VmRSS"))
+
+def pick(shape, new_shape):
+    """Nearest-neighbour index per axis: an output-sized array at negligible cost."""
+    return [np.minimum((np.arange(m) * n) // m, n - 1) for n, m in zip(shape, new_shape)]
+
+shape = tuple(args.get("shape", ()))
+per_file = []
+if task == "nidataset_dataset":
+    resampling_dataset(args["folder"], args["out"], shape, saving_mode="case", debug=False)
+elif task == "nidataset_one":
+    resampling(args["file"], args["out"], shape, debug=False)
+elif task == "workflow_one":
+    resample_volume(args["file"], args["out_file"], shape, **args.get("options", {}))  # defaults
+elif task == "floor_workflow":
+    from nii_resample.settings import DEFAULTS  # the workflow's default gzip level
+    level = result["compression_level"] = int(DEFAULTS.get("compression_level", 1))
+    for index, path in enumerate(args["files"]):
+        a, b = clocks()
+        volume = read_volume(path)
+        data = volume.data.reshape(volume.spatial_shape, order="F")
+        ix, iy, iz = pick(volume.spatial_shape, shape)
+        small = data[np.ix_(ix, iy, iz)]
+        write_volume(os.path.join(args["out"], f"{index}.nii.gz"), volume.header, small,
+                     volume.affine, level)
+        c, d = clocks()
+        per_file.append({"file": path, "wall": c - a, "cpu": d - b})
+elif task == "floor_sitk":
+    for index, path in enumerate(args["files"]):
+        a, b = clocks()
+        image = sitk.ReadImage(path)
+        array = sitk.GetArrayViewFromImage(image)  # (z, y, x)
+        iz, iy, ix = pick(array.shape, shape[::-1])
+        small = sitk.GetImageFromArray(np.ascontiguousarray(array[np.ix_(iz, iy, ix)]))
+        small.SetOrigin(image.GetOrigin())
+        small.SetDirection(image.GetDirection())
+        small.SetSpacing([s * n / m for s, n, m in zip(image.GetSpacing(), image.GetSize(), shape)])
+        sitk.WriteImage(small, os.path.join(args["out"], f"{index}.nii.gz"))
+        del image, array, small
+        c, d = clocks()
+        per_file.append({"file": path, "wall": c - a, "cpu": d - b})
+else:
+    raise SystemExit(f"unknown task {task}")
+w2, c2 = clocks()
+result.update(step_wall=w2 - w1, step_cpu=c2 - c1, peak_rss_mb=status("VmHWM"), files=per_file)
+print("BENCH-RESULT " + json.dumps(result), flush=True)
+'''
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring a child process
+# --------------------------------------------------------------------------------------------
+def workflow_env() -> dict:
+    """Environment of the workflow's processes: the measured checkout's package first (an
+    editable install of nii_resample elsewhere must not be what gets measured)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SCRIPTS)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def run_measured(cmd, log_path, *, cwd=None, env=None, timeout=7200.0) -> dict:
+    """Run `cmd`; wall time, CPU time (user+sys of it and every descendant it waited for)
+    and peak RSS (the largest single process of that tree), from wait4()."""
+    if env is None and str(cmd[0]) == sys.executable:
+        env = workflow_env()
+    load_before = os.getloadavg()[0]
+    with open(log_path, "w") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - started > timeout:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    text = Path(log_path).read_text(errors="replace")
+    driver = None
+    for line in text.splitlines():
+        if line.startswith("BENCH-RESULT "):
+            driver = json.loads(line[len("BENCH-RESULT "):])
+    return {
+        "cmd": [str(c) for c in cmd],
+        "returncode": process.returncode,
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024.0,
+        "load_before": load_before,
+        "log": str(log_path),
+        "driver": driver,
+    }
+
+
+def check_ok(measure: dict, what: str) -> dict:
+    if measure["returncode"] != 0:
+        tail = "\n".join(Path(measure["log"]).read_text(errors="replace").splitlines()[-25:])
+        raise SystemExit(f"{what} failed (exit {measure['returncode']}), log {measure['log']}:\n{tail}")
+    return measure
+
+
+def run_driver(python, task_args: dict, log_path, **kwargs) -> dict:
+    return check_ok(
+        run_measured([python, "-c", DRIVER, json.dumps(task_args)], log_path, **kwargs),
+        task_args["task"],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic, seeded, realistic data: smooth anatomy + noise (gzip ratio like real scans)
+# --------------------------------------------------------------------------------------------
+def _gzip(raw: bytes) -> tuple[bytes, str]:
+    try:  # ISA-L if present (fast); the stream is standard gzip either way
+        from isal import igzip
+
+        return igzip.compress(raw, compresslevel=3, mtime=0), "isal-3"
+    except ImportError:
+        return gzip.compress(raw, compresslevel=6, mtime=0), "zlib-6"
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> str:
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_data_dtype(data.dtype)
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
+    payload, codec = _gzip(image.to_bytes())
+    temporary = path.with_name("." + path.name + ".tmp")
+    temporary.write_bytes(payload)
+    os.replace(temporary, path)
+    return codec
+
+
+def make_ct(shape, spacing, seed) -> np.ndarray:
+    """int16 HU: scan circle at -1024, noisy air, body with fat rim, lungs, spine, ribs, table."""
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = shape
+    sx, sy, sz = spacing
+    x = ((np.arange(nx) - nx / 2) * sx).astype(np.float32)[:, None]
+    y = ((np.arange(ny) - ny / 2) * sy).astype(np.float32)[None, :]
+    fov = x**2 + y**2 > (min(nx * sx, ny * sy) / 2) ** 2
+    out = np.empty(shape, dtype=np.int16, order="F")
+    block = 4  # anatomy changes slowly along z: one template per 4 slices, fresh noise each
+    phase = rng.uniform(0, 2 * np.pi, 4)
+    z_length = nz * sz
+    tissue = (35.0 + 15 * np.sin(x / 25 + phase[2]) * np.cos(y / 30)).astype(np.float32)
+    lung_texture = np.broadcast_to(-850.0 + 40 * np.cos(y / 12), (nx, ny)).astype(np.float32)
+    for z0 in range(0, nz, block):
+        zmm = (z0 + block / 2) * sz
+        t = zmm / z_length
+        a = 160 * (1 + 0.08 * np.sin(2 * np.pi * t + phase[0]))
+        b = 115 * (1 + 0.06 * np.sin(2 * np.pi * t + phase[1]))
+        r_body = (x / a) ** 2 + ((y + 10) / b) ** 2
+        base = np.full((nx, ny), -1000.0, np.float32)
+        base[r_body < 1.0] = -90.0  # fat
+        base = np.where(r_body < 0.82, tissue, base)  # soft tissue
+        lung = 0.25 < t < 0.8
+        if lung:
+            lung_scale = np.sin(np.pi * (t - 0.25) / 0.55)
+            for side in (-1, 1):
+                r_lung = ((x - side * 70) / (55 * lung_scale + 5)) ** 2 + ((y + 5) / (75 * lung_scale + 5)) ** 2
+                base = np.where(r_lung < 1.0, lung_texture, base)
+            ribs = (r_body < 0.9) & (r_body > 0.78) & (np.cos(np.arctan2(y, x) * 12 + 2 * t) > 0.6)
+            base[ribs] = 650.0
+        spine = x**2 + (y - 75) ** 2 < 17**2
+        base[spine] = 900.0
+        base[(x**2 + (y - 75) ** 2 < 10**2)] = 250.0  # marrow
+        base[(np.abs(y - (b + 25)) < 4) & (np.abs(x) < 200)] = -300.0  # table
+        for k in range(z0, min(z0 + block, nz)):
+            noise = rng.standard_normal((nx, ny), dtype=np.float32) * 12.0
+            slice_ = base + noise
+            slice_[fov] = -1024.0
+            out[:, :, k] = np.rint(slice_).astype(np.int16)
+    return out
+
+
+def make_mri(shape, spacing, seed) -> np.ndarray:
+    """float32 T1-like head: scalp, dark skull, CSF, GM/WM folds, bias field, noise; 0 outside."""
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = shape
+    axes = [((np.arange(n) - n / 2) * s).astype(np.float32) for n, s in zip(shape, spacing)]
+    x, y, z = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
+    r = np.sqrt((x / 75) ** 2 + (y / 95) ** 2 + ((z + 5) / 85) ** 2)
+    folds = 0.04 * np.sin(x / 4.0) * np.sin(y / 5.0) * np.cos(z / 4.5)
+    out = np.zeros(shape, dtype=np.float32)
+    out[r < 1.0] = 550.0  # scalp
+    out[r < 0.93] = 60.0  # skull
+    out[r < 0.86] = 250.0  # CSF
+    brain = r + folds
+    out[brain < 0.82] = 480.0  # grey matter
+    out[brain < 0.68] = 720.0  # white matter
+    out[(np.abs(x) < 4) & (r < 0.5)] = 250.0  # ventricle-ish slab
+    bias = 1.0 + 0.15 * np.sin(x / 60 + 0.5) * np.cos(y / 80) + 0.1 * z / 90
+    out *= bias
+    head = r < 1.08
+    noise = rng.standard_normal(shape, dtype=np.float32) * 12.0
+    out = np.where(head, np.abs(out + noise), 0.0).astype(np.float32)
+    return np.asfortranarray(out)
+
+
+def ct_affine(spacing, shape, seed):
+    rng = np.random.default_rng(seed)
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])  # LPS storage, like dcm2niix
+    affine[:3, 3] = [spacing[0] * shape[0] / 2 + rng.uniform(-5, 5),
+                     spacing[1] * shape[1] / 2 + rng.uniform(-5, 5) - 20,
+                     -spacing[2] * shape[2] + rng.uniform(-50, 50)]
+    return affine
+
+
+def mri_affine(spacing, shape):
+    affine = np.diag([spacing[0], spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = [-(shape[i] * spacing[i]) / 2 for i in range(3)]
+    return affine
+
+
+def dataset_spec(quick: bool, seed: int) -> list[dict]:
+    """The volumes of the synthetic dataset (name, kind, shape, spacing, seed)."""
+    rng = np.random.default_rng(seed)
+    specs = []
+    if quick:
+        ct = [(256, 256, 60), (256, 256, 80)]
+        mri = [(128, 128, 90)]
+        mri_spacing = (2.0, 2.0, 2.0)
+    else:
+        ct = [(512, 512, nz) for nz in (300, 100, 130, 160, 190, 220, 250, 280)]
+        mri = [(256, 256, 180)] * 4
+        mri_spacing = (1.0, 1.0, 1.0)
+    for index, shape in enumerate(ct):
+        xy = round(float(rng.uniform(0.6, 0.8)), 4)
+        if quick:
+            xy *= 2
+        z = float(rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0])) if index else 1.0
+        specs.append({"name": f"ct_{index:02d}", "kind": "ct", "shape": list(shape),
+                      "spacing": [xy, xy, z], "seed": seed * 1000 + index})
+    for index, shape in enumerate(mri):
+        specs.append({"name": f"mri_{index:02d}", "kind": "mri", "shape": list(shape),
+                      "spacing": list(mri_spacing), "seed": seed * 1000 + 100 + index})
+    return specs
+
+
+def generate_dataset(folder: Path, specs: list[dict]) -> None:
+    """Write the volumes, unless the folder already holds exactly this spec (cached)."""
+    stamp = folder / "dataset.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("specs") == specs:
+        if all((folder / f"{s['name']}.nii.gz").exists() for s in specs):
+            print(f"  dataset cached in {folder}", flush=True)
+            return
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    codecs = set()
+    for spec in specs:
+        started = time.perf_counter()
+        shape, spacing = tuple(spec["shape"]), tuple(spec["spacing"])
+        if spec["kind"] == "ct":
+            data = make_ct(shape, spacing, spec["seed"])
+            affine = ct_affine(spacing, shape, spec["seed"])
+        else:
+            data = make_mri(shape, spacing, spec["seed"])
+            affine = mri_affine(spacing, shape)
+        codecs.add(write_nifti(folder / f"{spec['name']}.nii.gz", data, affine))
+        size = (folder / f"{spec['name']}.nii.gz").stat().st_size
+        print(f"  {spec['name']}: {'x'.join(map(str, shape))} {data.dtype} "
+              f"{size / 2**20:.1f} MiB (gzip ratio {data.nbytes / size:.2f}) "
+              f"in {time.perf_counter() - started:.1f} s", flush=True)
+    stamp.write_text(json.dumps({"specs": specs, "codec": sorted(codecs)}, indent=1))
+
+
+def tiny_nifti_bytes(shape=(32, 32, 32), seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).sum(axis=0).astype(np.float32)
+    data = (100 * np.sin(grid / 5) + rng.normal(0, 5, shape)).astype(np.int16)
+    image = nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.0, 1.0]))
+    image.header.set_qform(image.affine, code=1)
+    image.header.set_sform(image.affine, code=1)
+    return _gzip(image.to_bytes())[0]
+
+
+def make_tiny_folder(folder: Path, count: int, shape=(32, 32, 32)) -> None:
+    if folder.exists() and len(list(folder.glob("*.nii.gz"))) == count:
+        return
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    payload = tiny_nifti_bytes(shape)
+    for index in range(count):
+        (folder / f"tiny_{index:05d}.nii.gz").write_bytes(payload)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def header_info(path: Path) -> dict:
+    header = nib.load(str(path)).header
+    return {"shape": [int(n) for n in header.get_data_shape()[:3]],
+            "dtype": str(header.get_data_dtype())}
+
+
+def du_bytes(folder: Path, pattern="**/*_resampled.nii.gz") -> int:
+    return sum(p.stat().st_size for p in folder.glob(pattern))
+
+
+def warm_cache(paths) -> None:
+    """Read the inputs once so neither side pays for the first read from disk."""
+    for path in paths:
+        with open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
+def write_config(path: Path, nii_folder: Path, output_path: Path, shape) -> Path:
+    # JSON is YAML: Snakemake reads it as a config file.
+    path.write_text(json.dumps({"nii_folder": str(nii_folder), "output_path": str(output_path),
+                                "desired_volume": list(shape)}, indent=1) + "\n")
+    return path
+
+
+def snakemake_cmd(python, workdir: Path, config: Path, cores: int, *extra) -> list:
+    return [python, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
+            "--configfile", str(config), "--cores", str(cores), *extra]
+
+
+def fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def read_job_benchmarks(output_path: Path) -> dict:
+    """Snakemake's per-job benchmark files: s, max_rss (MB), cpu_time."""
+    rows = []
+    for tsv in sorted((output_path / "benchmarks" / "resample_volume").glob("*.tsv")):
+        lines = tsv.read_text().splitlines()
+        if len(lines) < 2:
+            continue
+        row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+
+        def number(key):
+            try:
+                return float(row.get(key, "nan"))
+            except ValueError:
+                return float("nan")
+
+        rows.append({"prefix": tsv.stem, "s": number("s"), "max_rss": number("max_rss"),
+                     "cpu_time": number("cpu_time")})
+    finite = lambda key: [r[key] for r in rows if np.isfinite(r[key])]  # noqa: E731
+    return {
+        "jobs": len(rows),
+        "sum_s": float(sum(finite("s"))),
+        "mean_s": float(np.mean(finite("s"))) if finite("s") else float("nan"),
+        "max_rss_mb": float(max(finite("max_rss"))) if finite("max_rss") else float("nan"),
+        "sum_cpu_s": float(sum(finite("cpu_time"))),
+        "rows": rows,
+    }
+
+
+def python_versions(python: str, modules) -> dict:
+    code = ("import json, importlib.metadata as m\nout = {}\n"
+            f"for name in {list(modules)!r}:\n"
+            "    try: out[name] = m.version(name)\n"
+            "    except Exception: out[name] = None\n"
+            "import sys; out['python'] = sys.version.split()[0]\nprint(json.dumps(out))")
+    try:
+        text = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120).stdout
+        return json.loads(text.strip().splitlines()[-1])
+    except Exception as error:  # noqa: BLE001
+        return {"error": str(error)}
+
+
+def machine_info() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
+                           capture_output=True, text=True).stdout.strip()
+    engine = REPO / "scripts" / "nii_resample" / "engine.py"
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(), "nproc": os.cpu_count(), "cpu_model": model, "mem_total": mem,
+        "kernel": platform.release(), "git_head": git, "git_dirty": bool(dirty),
+        "engine_sha256": hashlib.sha256(engine.read_bytes()).hexdigest()[:12] if engine.exists() else None,
+    }
+
+
+def shape_text(shape) -> str:
+    return "x".join(str(int(n)) for n in shape)
+
+
+def parse_shape(text: str) -> list[int]:
+    items = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    if len(items) != 3 or min(items) < 1:
+        raise argparse.ArgumentTypeError(f"expected X,Y,Z positive integers, got {text!r}")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+def compare_run(name, folder: Path, shape, args, work: Path, results: dict) -> dict:
+    """nidataset sequential vs snakemake --cores N on one folder and one target shape."""
+    inputs = sorted(folder.glob("*.nii.gz"))
+    warm_cache(inputs)
+    row = {"name": name, "folder": str(folder), "target": list(shape), "volumes": len(inputs),
+           "input_bytes": sum(p.stat().st_size for p in inputs)}
+    logs = work / "logs"
+    if not args.skip_nidataset:
+        out = fresh(work / f"nid_{name}")
+        print(f"[{name}] nidataset resampling_dataset over {len(inputs)} volumes ...", flush=True)
+        m = run_driver(args.nidataset_python, {"task": "nidataset_dataset", "folder": str(folder),
+                                               "out": str(out), "shape": list(shape)},
+                       logs / f"nid_{name}.log")
+        m["output_bytes"] = du_bytes(out)
+        row["nidataset"] = m
+        print(f"    wall {m['wall_s']:.1f} s, CPU {m['cpu_s']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MiB", flush=True)
+        if not args.keep:
+            shutil.rmtree(out)
+    out = fresh(work / f"wf_{name}")
+    wdir = fresh(work / f"wfdir_{name}")
+    config = write_config(wdir / "config.yaml", folder, out, shape)
+    print(f"[{name}] snakemake --cores {args.cores} over {len(inputs)} volumes ...", flush=True)
+    m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores),
+                              logs / f"wf_{name}.log"), f"workflow run {name}")
+    m["output_bytes"] = du_bytes(out)
+    m["jobs"] = read_job_benchmarks(out)
+    row["workflow"] = m
+    print(f"    wall {m['wall_s']:.1f} s, CPU {m['cpu_s']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MiB, "
+          f"per-job max RSS {m['jobs']['max_rss_mb']:.0f} MB", flush=True)
+    if not args.keep:
+        shutil.rmtree(out)
+    if "nidataset" in row:
+        row["wall_ratio"] = row["workflow"]["wall_s"] / row["nidataset"]["wall_s"]
+        row["cpu_ratio"] = row["workflow"]["cpu_s"] / row["nidataset"]["cpu_s"]
+        row["size_ratio"] = row["workflow"]["output_bytes"] / max(row["nidataset"]["output_bytes"], 1)
+    return row
+
+
+def floor_run(files, shape, args, work: Path) -> dict:
+    """Read each input and write an output-sized volume, no resampling."""
+    floor = {"target": list(shape), "files": [str(f) for f in files]}
+    out = fresh(work / "floor_wf")
+    print("[floor] read + write with the workflow's NIfTI I/O (nibabel + isal, default level) ...", flush=True)
+    floor["workflow_io"] = run_driver(sys.executable, {"task": "floor_workflow", "files": [str(f) for f in files],
+                                                       "out": str(out), "shape": list(shape),
+                                                       "scripts": str(SCRIPTS)},
+                                      work / "logs" / "floor_wf.log")
+    floor["workflow_io"]["output_bytes"] = du_bytes(out, "*.nii.gz")
+    shutil.rmtree(out)
+    out = fresh(work / "floor_sitk")
+    print("[floor] read + write with SimpleITK (its default gzip level) ...", flush=True)
+    floor["sitk_io"] = run_driver(sys.executable, {"task": "floor_sitk", "files": [str(f) for f in files],
+                                                   "out": str(out), "shape": list(shape)},
+                                  work / "logs" / "floor_sitk.log")
+    floor["sitk_io"]["output_bytes"] = du_bytes(out, "*.nii.gz")
+    shutil.rmtree(out)
+    return floor
+
+
+def single_volume(path: Path, shape, args, work: Path) -> dict:
+    """One CT volume: nidataset on a 1-file folder vs scripts/resample.py (CLI and in-process)."""
+    single = {"file": str(path), "target": list(shape), **header_info(path)}
+    warm_cache([path])
+    logs = work / "logs"
+    if not args.skip_nidataset:
+        folder = fresh(work / "single_in")
+        os.symlink(path, folder / path.name)
+        out = fresh(work / "single_nid")
+        print(f"[single] nidataset on {path.name} ...", flush=True)
+        single["nidataset"] = run_driver(args.nidataset_python, {"task": "nidataset_dataset", "folder": str(folder),
+                                                                 "out": str(out), "shape": list(shape)},
+                                         logs / "single_nid.log")
+    out = fresh(work / "single_wf")
+    print(f"[single] scripts/resample.py {path.name} (command line) ...", flush=True)
+    single["workflow_cli"] = check_ok(run_measured(
+        [sys.executable, str(SCRIPTS / "resample.py"), str(path), str(out / "cli.nii.gz"), *map(str, shape)],
+        logs / "single_cli.log"), "resample.py")
+    print(f"[single] resample_volume in-process (step only) ...", flush=True)
+    single["workflow_step"] = run_driver(sys.executable, {"task": "workflow_one", "file": str(path),
+                                                          "out_file": str(out / "step.nii.gz"),
+                                                          "shape": list(shape), "scripts": str(SCRIPTS)},
+                                         logs / "single_step.log")
+    if "nidataset" in single:
+        nid, cli, step = single["nidataset"], single["workflow_cli"], single["workflow_step"]
+        single["cpu_ratio_step"] = step["driver"]["step_cpu"] / nid["driver"]["step_cpu"]
+        single["cpu_ratio_process"] = cli["cpu_s"] / nid["cpu_s"]
+        single["rss_ratio_process"] = cli["peak_rss_mb"] / nid["peak_rss_mb"]
+        base_nid = nid["driver"]["peak_rss_mb"] - nid["driver"]["rss_after_import_mb"]
+        base_wf = step["driver"]["peak_rss_mb"] - step["driver"]["rss_after_import_mb"]
+        single["rss_ratio_above_imports"] = base_wf / base_nid
+    return single
+
+
+def tiny_overhead(args, work: Path) -> dict:
+    count = args.tiny_count
+    folder_many, folder_one = work / f"tiny_{count}", work / "tiny_1"
+    make_tiny_folder(folder_many, count)
+    make_tiny_folder(folder_one, 1)
+    shape = [24, 24, 24]
+    result = {"count": count, "shape_in": [32, 32, 32], "target": shape}
+    for label, folder in (("one", folder_one), ("many", folder_many)):
+        out = fresh(work / f"tiny_out_{label}")
+        wdir = fresh(work / f"tiny_wd_{label}")
+        config = write_config(wdir / "config.yaml", folder, out, shape)
+        print(f"[tiny] snakemake over {1 if label == 'one' else count} tiny volume(s) ...", flush=True)
+        m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores),
+                                  work / "logs" / f"tiny_{label}.log"), f"tiny run {label}")
+        m["jobs"] = read_job_benchmarks(out)
+        result[label] = m
+    result["marginal_wall_per_job_s"] = (result["many"]["wall_s"] - result["one"]["wall_s"]) / (count - 1)
+    result["marginal_cpu_per_job_s"] = (result["many"]["cpu_s"] - result["one"]["cpu_s"]) / (count - 1)
+    return result
+
+
+def dry_run(args, work: Path) -> dict:
+    count = args.dry_run_count
+    folder = work / f"dry_{count}"
+    print(f"[dry-run] writing {count} tiny inputs ...", flush=True)
+    make_tiny_folder(folder, count, shape=(4, 4, 4))
+    out = work / "dry_out"
+    wdir = fresh(work / "dry_wd")
+    config = write_config(wdir / "config.yaml", folder, out, [2, 2, 2])
+    print(f"[dry-run] snakemake -n --quiet over {count} inputs ...", flush=True)
+    m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores, "-n", "--quiet"),
+                              work / "logs" / "dry_run.log"), "dry run")
+    m["count"] = count
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+def verdict(value, limit) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return "PASS" if value <= limit else "FAIL"
+
+
+def fmt(value, spec=".1f", unit="") -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return f"{value:{spec}}{unit}"
+
+
+def mib(nbytes) -> str:
+    return "-" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
+
+
+def render(results: dict) -> str:
+    lines = []
+    m = results["machine"]
+    lines.append(f"# nii-resample benchmark ({'quick' if results['quick'] else 'full'}), {m['date']}")
+    lines.append(f"# {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_total']}, git {m['git_head']}"
+                 f"{' (dirty)' if m['git_dirty'] else ''}, engine.py {m['engine_sha256']}, "
+                 f"snakemake --cores {results['cores']}")
+    lines.append("")
+    lines.append("| measurement | nidataset | workflow | ratio | goal | verdict |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    goals = []
+    for row in results["runs"]:
+        nid, wf = row.get("nidataset"), row["workflow"]
+        label = f"{row['name']}: {row['volumes']} vol -> {shape_text(row['target'])}"
+        ratio = row.get("wall_ratio")
+        v = verdict(ratio, GOALS["wall_ratio"]) if nid else "n/a"
+        goals.append((f"(1) wall {row['name']}", v, ratio))
+        lines.append(f"| {label}: wall | {fmt(nid and nid['wall_s'], '.1f', ' s')} | {fmt(wf['wall_s'], '.1f', ' s')} "
+                     f"| {fmt(ratio, '.3f')} | <= {GOALS['wall_ratio']} | {v} |")
+        lines.append(f"| {label}: CPU (all processes) | {fmt(nid and nid['cpu_s'], '.1f', ' s')} "
+                     f"| {fmt(wf['cpu_s'], '.1f', ' s')} | {fmt(row.get('cpu_ratio'), '.3f')} | | |")
+        lines.append(f"| {label}: peak RSS (largest process) | {fmt(nid and nid['peak_rss_mb'], '.0f', ' MiB')} "
+                     f"| {fmt(wf['peak_rss_mb'], '.0f', ' MiB')} (jobs: max {fmt(wf['jobs']['max_rss_mb'], '.0f', ' MB')}) | | | |")
+        lines.append(f"| {label}: jobs (Snakemake benchmark files, sampled every 0.5 s) | | {wf['jobs']['jobs']} jobs, "
+                     f"sum {fmt(wf['jobs']['sum_s'], '.1f', ' s')} wall, {fmt(wf['jobs']['sum_cpu_s'], '.1f', ' s')} CPU | | | |")
+        lines.append(f"| {label}: output size | {mib(nid and nid['output_bytes'])} | {mib(wf['output_bytes'])} "
+                     f"| {fmt(row.get('size_ratio'), '.2f')} | | |")
+    s = results.get("single")
+    if s:
+        nid = s.get("nidataset")
+        cli, step = s["workflow_cli"], s["workflow_step"]
+        label = f"1 CT {shape_text(s['shape'])} {s['dtype']} -> {shape_text(s['target'])}"
+        r = s.get("cpu_ratio_step")
+        v = verdict(r, GOALS["cpu_ratio"]) if nid else "n/a"
+        goals.append(("(2) CPU, resample step", v, r))
+        lines.append(f"| {label}: CPU of the step (read+resample+write) | {fmt(nid and nid['driver']['step_cpu'], '.2f', ' s')} "
+                     f"| {fmt(step['driver']['step_cpu'], '.2f', ' s')} | {fmt(r, '.3f')} | <= {GOALS['cpu_ratio']} | {v} |")
+        lines.append(f"| {label}: wall of the step | {fmt(nid and nid['driver']['step_wall'], '.2f', ' s')} "
+                     f"| {fmt(step['driver']['step_wall'], '.2f', ' s')} | "
+                     f"{fmt(nid and step['driver']['step_wall'] / nid['driver']['step_wall'], '.3f')} | | |")
+        lines.append(f"| {label}: CPU of the whole process (incl. imports) | {fmt(nid and nid['cpu_s'], '.2f', ' s')} "
+                     f"| {fmt(cli['cpu_s'], '.2f', ' s')} (resample.py CLI) | {fmt(s.get('cpu_ratio_process'), '.3f')} | | |")
+        r = s.get("rss_ratio_process")
+        v = verdict(r, GOALS["rss_ratio"]) if nid else "n/a"
+        goals.append(("(3) peak RSS, one job", v, r))
+        lines.append(f"| {label}: peak RSS of the process | {fmt(nid and nid['peak_rss_mb'], '.0f', ' MiB')} "
+                     f"| {fmt(cli['peak_rss_mb'], '.0f', ' MiB')} (resample.py CLI) | {fmt(r, '.3f')} | <= {GOALS['rss_ratio']} | {v} |")
+        lines.append(f"| {label}: peak RSS above the imports | "
+                     f"{fmt(nid and nid['driver']['peak_rss_mb'] - nid['driver']['rss_after_import_mb'], '.0f', ' MiB')} "
+                     f"| {fmt(step['driver']['peak_rss_mb'] - step['driver']['rss_after_import_mb'], '.0f', ' MiB')} "
+                     f"| {fmt(s.get('rss_ratio_above_imports'), '.3f')} | | |")
+        lines.append(f"| {label}: imports (CPU, RSS after) | {fmt(nid and nid['driver']['import_cpu'], '.2f', ' s')}, "
+                     f"{fmt(nid and nid['driver']['rss_after_import_mb'], '.0f', ' MiB')} | "
+                     f"{fmt(step['driver']['import_cpu'], '.2f', ' s')}, {fmt(step['driver']['rss_after_import_mb'], '.0f', ' MiB')} | | | |")
+    f = results.get("floor")
+    if f:
+        wio, sio = f["workflow_io"]["driver"], f["sitk_io"]["driver"]
+        down = results["runs"][0]
+        nid = down.get("nidataset")
+        lines.append(f"| floor, {len(f['files'])} vol read + write {shape_text(f['target'])}, no resampling: wall | "
+                     f"{fmt(sio['step_wall'], '.1f', ' s')} (SimpleITK) = "
+                     f"{fmt(nid and sio['step_wall'] / nid['driver']['step_wall'], '.2f')} of nidataset's | "
+                     f"{fmt(wio['step_wall'], '.1f', ' s')} (nibabel+isal L{wio.get('compression_level')}) = "
+                     f"{fmt(down['workflow']['jobs']['sum_s'] and wio['step_wall'] / down['workflow']['jobs']['sum_s'], '.2f')} of the jobs' | "
+                     f"{fmt(wio['step_wall'] / sio['step_wall'], '.3f')} | | |")
+        lines.append(f"| floor: CPU, output size | {fmt(sio['step_cpu'], '.1f', ' s')}, {mib(f['sitk_io']['output_bytes'])} "
+                     f"| {fmt(wio['step_cpu'], '.1f', ' s')}, {mib(f['workflow_io']['output_bytes'])} | | | |")
+    t = results.get("tiny")
+    if t:
+        v = verdict(t["marginal_wall_per_job_s"], GOALS["tiny_job_s"])
+        goals.append(("(4a) tiny per-job overhead", v, t["marginal_wall_per_job_s"]))
+        lines.append(f"| tiny 32^3: {t['count']} vol vs 1 vol, wall | | {fmt(t['many']['wall_s'], '.1f', ' s')} vs "
+                     f"{fmt(t['one']['wall_s'], '.1f', ' s')} | | | |")
+        lines.append(f"| tiny 32^3: marginal wall per job (CPU per job) | | "
+                     f"{fmt(t['marginal_wall_per_job_s'], '.2f', ' s')} ({fmt(t['marginal_cpu_per_job_s'], '.2f', ' s')} CPU; "
+                     f"job script {fmt(t['many']['jobs']['mean_s'], '.2f', ' s')}) | | <= {GOALS['tiny_job_s']} s | {v} |")
+    d = results.get("dry_run")
+    if d:
+        v = verdict(d["wall_s"], GOALS["dry_run_s"]) if d["count"] >= 10000 else "n/a (< 10,000 inputs)"
+        goals.append((f"(4b) dry run, {d['count']} inputs", v, d["wall_s"]))
+        lines.append(f"| dry run (`-n --quiet`) over {d['count']} inputs: wall (CPU) | | "
+                     f"{fmt(d['wall_s'], '.1f', ' s')} ({fmt(d['cpu_s'], '.1f', ' s')}) | | <= {GOALS['dry_run_s']} s "
+                     f"(10,000) | {v} |")
+    lines.append("")
+    lines.append("Goals: " + "; ".join(f"{name} {v}" + (f" ({fmt(val, '.3f')})" if val is not None else "")
+                                       for name, v, val in goals))
+    loads = [x.get("load_before") for r in results["runs"] for x in (r.get("nidataset") or {}, r["workflow"]) if x]
+    lines.append(f"Load average (1 min) before the measured runs: {', '.join(f'{x:.2f}' for x in loads)}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("--quick", action="store_true", help="smoke run: a few small volumes, < 1 min")
+    parser.add_argument("--data", type=Path, help="folder of .nii.gz volumes to use (default: a generated synthetic dataset)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/nii-resample-bench"),
+                        help="work folder (dataset cache, outputs, logs); default %(default)s")
+    parser.add_argument("--nidataset-python", default=sys.executable,
+                        help="interpreter with nidataset==0.9.1 installed (default: this one)")
+    parser.add_argument("--skip-nidataset", action="store_true", help="measure the workflow only")
+    parser.add_argument("--out", type=Path, help="write all figures as JSON here")
+    parser.add_argument("--seed", type=int, default=20250101, help="seed of the synthetic dataset")
+    parser.add_argument("--down", type=parse_shape, help="downsample target X,Y,Z (default 224,224,128; quick 112,112,64)")
+    parser.add_argument("--up", type=parse_shape, help="upsample target X,Y,Z (default 320,320,224; quick 160,160,112)")
+    parser.add_argument("--cores", type=int, default=2, help="snakemake --cores (default %(default)s)")
+    parser.add_argument("--tiny-count", type=int, help="tiny 32^3 volumes for the per-job overhead (default 20; quick 6)")
+    parser.add_argument("--dry-run-count", type=int, help="inputs of the dry-run planning test (default 10000; quick 500)")
+    parser.add_argument("--skip-dry-run", action="store_true", help="skip the dry-run planning test")
+    parser.add_argument("--keep", action="store_true", help="keep the resampled outputs in the work folder")
+    parser.add_argument("--repo", type=Path,
+                        help="checkout of the workflow to measure (default: the one this script is in)")
+    args = parser.parse_args(argv)
+    global REPO, SNAKEFILE, SCRIPTS
+    REPO = (args.repo or REPO).resolve()
+    SNAKEFILE, SCRIPTS = REPO / "Snakefile", REPO / "scripts"
+    args.down = args.down or ([112, 112, 64] if args.quick else [224, 224, 128])
+    args.up = args.up or ([160, 160, 112] if args.quick else [320, 320, 224])
+    args.tiny_count = args.tiny_count or (6 if args.quick else 20)
+    args.dry_run_count = args.dry_run_count or (500 if args.quick else 10000)
+    if args.tiny_count < 2:
+        parser.error("--tiny-count must be at least 2")
+
+    work = args.work.resolve() / ("quick" if args.quick else "full")
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = {"quick": args.quick, "cores": args.cores, "goals": GOALS, "machine": machine_info(),
+               "versions": {"workflow": python_versions(sys.executable, ["snakemake", "SimpleITK", "numpy",
+                                                                          "nibabel", "isal"])}}
+    if not args.skip_nidataset:
+        results["versions"]["nidataset_side"] = python_versions(args.nidataset_python,
+                                                                ["nidataset", "SimpleITK", "numpy"])
+        if not results["versions"]["nidataset_side"].get("nidataset"):
+            parser.error(f"nidataset is not installed for {args.nidataset_python} "
+                         "(pip install -r requirements-bench.txt, or pass --nidataset-python)")
+
+    # The dataset: a downsample folder and an upsample folder (volumes no larger than --up).
+    if args.data:
+        down_folder = args.data.resolve()
+        inputs = sorted(down_folder.glob("*.nii.gz"))
+        if not inputs:
+            parser.error(f"--data {args.data}: no .nii.gz volumes")
+        infos = {p: header_info(p) for p in inputs}
+    else:
+        down_folder = work / "data"
+        print(f"[data] synthetic dataset (seed {args.seed}) in {down_folder}", flush=True)
+        generate_dataset(down_folder, dataset_spec(args.quick, args.seed))
+        inputs = sorted(down_folder.glob("*.nii.gz"))
+        infos = {p: header_info(p) for p in inputs}
+    results["dataset"] = {"folder": str(down_folder),
+                          "volumes": [{"file": p.name, **infos[p], "bytes": p.stat().st_size} for p in inputs]}
+    up_inputs = [p for p in inputs if all(n <= m for n, m in zip(infos[p]["shape"], args.up))]
+    up_folder = fresh(work / "data_up")
+    for p in up_inputs:
+        os.symlink(p, up_folder / p.name)
+
+    results["runs"] = [compare_run("downsample", down_folder, args.down, args, work, results)]
+    if up_inputs:
+        results["runs"].append(compare_run("upsample", up_folder, args.up, args, work, results))
+    else:
+        print(f"[upsample] no input is smaller than {shape_text(args.up)} on every axis: skipped", flush=True)
+
+    # The CT downsample case: the largest integer volume (else the largest one).
+    by_size = sorted(inputs, key=lambda p: np.prod(infos[p]["shape"]))
+    integer = [p for p in by_size if np.dtype(infos[p]["dtype"]).kind in "iu"]
+    results["single"] = single_volume((integer or by_size)[-1], args.down, args, work)
+    results["floor"] = floor_run(inputs, args.down, args, work)
+    results["tiny"] = tiny_overhead(args, work)
+    if not args.skip_dry_run:
+        results["dry_run"] = dry_run(args, work)
+    results["total_benchmark_s"] = time.perf_counter() - started
+    results["table"] = render(results)
+    print()
+    print(results["table"])
+    print(f"\n(benchmark took {results['total_benchmark_s']:.0f} s; logs in {work / 'logs'})")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        print(f"figures written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

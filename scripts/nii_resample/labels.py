@@ -1,0 +1,98 @@
+"""Label maps: per-label linear interpolation and arg-max, so no label value is ever invented.
+
+B-spline (or plain linear) interpolation of label values averages neighbouring labels into
+values that mean something else (between 3 "liver" and 5 "kidney" lies 4 "spleen").
+Instead each label's indicator is interpolated on its own and every output voxel takes the
+label with the largest interpolated share, as nnU-Net does with one-hot segmentations.
+Smoother than nearest neighbour, and each label's volume is kept closely (tests measure it).
+Each label only costs work inside its bounding box, so atlases with 100+ labels stay fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sample_positions(n_in: int, n_out: int) -> np.ndarray:
+    """Input continuous indices sampled by the field-of-view-preserving grid."""
+    return (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+
+
+def _linear_along(block: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation of `block` along `axis` at `positions` (clamped at the edges)."""
+    n = block.shape[axis]
+    positions = np.clip(positions, 0.0, n - 1)
+    lower = np.floor(positions).astype(np.intp)
+    upper = np.minimum(lower + 1, n - 1)
+    weight = (positions - lower).astype(np.float32)
+    shape = [1] * block.ndim
+    shape[axis] = -1
+    weight = weight.reshape(shape)
+    low = np.take(block, lower, axis=axis)
+    high = np.take(block, upper, axis=axis)
+    return low + weight * (high - low)
+
+
+def _label_counts(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label values present and their voxel counts (bincount when the range is small: O(n))."""
+    low, high = int(labels.min()), int(labels.max())
+    if high - low < 1 << 24:
+        counts = np.bincount((labels.ravel(order="K") - low).astype(np.intp, copy=False))
+        values = np.flatnonzero(counts)
+        return (values + low).astype(labels.dtype), counts[values]
+    return np.unique(labels, return_counts=True)
+
+
+def _bounding_boxes(labels: np.ndarray, values) -> dict:
+    """{label: tuple of slices} of each label's bounding box; positive labels in one pass."""
+    boxes = {}
+    if int(labels.max()) > 0 and int(labels.max()) < 1 << 24:
+        from scipy.ndimage import find_objects
+
+        found = find_objects(np.maximum(labels, 0).astype(np.int32, copy=False))
+        boxes = {value: found[int(value) - 1] for value in values if value > 0}
+    for value in values:
+        if value not in boxes:  # zero or negative labels, or huge label values
+            where = np.nonzero(labels == value)
+            boxes[value] = tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
+    return boxes
+
+
+def resample_label_map(labels: np.ndarray, new_shape) -> np.ndarray:
+    """Resample a 3-D integer label map onto `new_shape`; the output keeps the input's type."""
+    old_shape = labels.shape
+    new_shape = tuple(int(n) for n in new_shape)
+    positions = [sample_positions(n_in, n_out) for n_in, n_out in zip(old_shape, new_shape)]
+    values, counts = _label_counts(labels)
+    # The most frequent label (the background) is never interpolated itself: its share is
+    # 1 - the sum of the others, so it costs nothing however large it is.
+    background = values[int(np.argmax(counts))]
+    others = [value for value in values if value != background]
+    boxes = _bounding_boxes(labels, others) if others else {}
+    result = np.full(new_shape, background, dtype=labels.dtype)
+    best_share = np.zeros(new_shape, dtype=np.float32)
+    other_total = np.zeros(new_shape, dtype=np.float32)
+    for value in others:
+        box_in, box_out = [], []
+        for axis, bounds in enumerate(boxes[value]):
+            # One voxel of margin: the linear kernel's support.
+            first, last = bounds.start - 1, bounds.stop
+            pos = positions[axis]
+            selected = np.flatnonzero((pos > first) & (pos < last))
+            if selected.size == 0:
+                break
+            lo_in, hi_in = max(first, 0), min(last, old_shape[axis] - 1) + 1
+            box_in.append(slice(lo_in, hi_in))
+            box_out.append((selected[0], selected[-1] + 1, pos[selected] - lo_in))
+        else:
+            share = (labels[tuple(box_in)] == value).astype(np.float32)
+            for axis, (_, _, pos) in enumerate(box_out):
+                share = _linear_along(share, axis, pos)
+            window = tuple(slice(start, stop) for start, stop, _ in box_out)
+            wins = share > best_share[window]
+            result[window][wins] = value
+            best_share[window][wins] = share[wins]
+            other_total[window] += share
+    # Where the background's share is at least the best other label's, it wins back.
+    result[(1.0 - other_total) >= best_share] = background
+    return result

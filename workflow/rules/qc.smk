@@ -1,0 +1,69 @@
+"""Quality control: before/after pictures of every volume, a dataset overview, and the
+manifest as a table, all in `snakemake --report report.html`. Cheap: they run locally.
+"""
+
+from nii_resample.qc import report_labels
+
+
+localrules:
+    qc_figure,
+    qc_overview,
+    qc_manifest_table,
+
+
+rule qc_figure:
+    input:
+        volume=get_input_volume,
+        resampled=resampled_volume_pattern(),
+        record=record_path("{prefix}"),
+    output:
+        png=report(
+            f"{OUTPUT_PATH}/qc/{{prefix}}.png",
+            caption="../report/qc_figure.rst",
+            category="Volumes",
+            labels=lambda wildcards, input: report_labels(
+                wildcards.prefix, input.record
+            ),
+        ),
+    log:
+        log_path("qc_figure", "{prefix}"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/qc.py"
+
+
+rule qc_overview:
+    input:
+        manifest=f"{OUTPUT_PATH}/manifest.tsv",
+    output:
+        png=report(
+            f"{OUTPUT_PATH}/qc/dataset/overview.png",
+            caption="../report/qc_overview.rst",
+            category="Dataset",
+            labels={"figure": "overview"},
+        ),
+    log:
+        f"{OUTPUT_PATH}/logs/qc_overview.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/qc.py"
+
+
+rule qc_manifest_table:
+    input:
+        manifest=f"{OUTPUT_PATH}/manifest.tsv",
+    output:
+        html=report(
+            f"{OUTPUT_PATH}/qc/dataset/manifest.html",
+            caption="../report/manifest_table.rst",
+            category="Dataset",
+            labels={"figure": "manifest"},
+        ),
+    log:
+        f"{OUTPUT_PATH}/logs/qc_manifest_table.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../../scripts/qc.py"
