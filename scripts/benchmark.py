@@ -180,6 +180,7 @@ def run_measured(cmd, log_path, *, cwd=None, env=None, timeout=7200.0) -> dict:
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": usage.ru_maxrss / 1024.0,
         "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "log": str(log_path),
         "driver": driver,
     }
@@ -738,8 +739,10 @@ def render(results: dict) -> str:
     lines.append("")
     lines.append("Goals: " + "; ".join(f"{name} {v}" + (f" ({fmt(val, '.3f')})" if val is not None else "")
                                        for name, v, val in goals))
-    loads = [x.get("load_before") for r in results["runs"] for x in (r.get("nidataset") or {}, r["workflow"]) if x]
-    lines.append(f"Load average (1 min) before the measured runs: {', '.join(f'{x:.2f}' for x in loads)}")
+    loads = [f"{x['load_before']:.2f}->{x['load_after']:.2f}" for r in results["runs"]
+             for x in (r.get("nidataset"), r["workflow"]) if x]
+    lines.append(f"Load average (1 min) before->after the nidataset/workflow runs: {', '.join(loads)} "
+                 f"(other users' processes share the {m['nproc']} CPUs)")
     return "\n".join(lines)
 
 

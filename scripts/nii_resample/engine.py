@@ -207,25 +207,14 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _padded_empty(shape, dtype):
-    """Uninitialised array whose axis-0 stride is padded by 64 bytes.
+    """Uninitialised array of `shape` whose axis-0 stride is padded by 64 bytes.
 
     Slabs a power-of-two number of bytes apart map to the same cache sets; the transposing
     copies into and out of these buffers are several times faster with the padding.
     """
-    count, rest = shape[0], math.prod(shape[1:])
-    pad = 64 // dtype.itemsize
-    flat = np.empty((count, rest + pad), dtype)[:, :rest]
-    return flat.reshape(shape) if len(shape) == 2 else np.lib.stride_tricks.as_strided(
-        flat, shape=shape, strides=(flat.strides[0],) + _c_strides(shape[1:], dtype.itemsize)
-    )
-
-
-def _c_strides(shape, itemsize):
-    strides, step = [], itemsize
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))
+    rest = math.prod(shape[1:])
+    padded = np.empty((shape[0], rest + 64 // dtype.itemsize), dtype)
+    return padded[:, :rest].reshape(shape)  # a view: only the last axis is split
 
 
 class _AxisOp:
@@ -293,7 +282,9 @@ class _AxisOp:
             # Short runs (transposed): copy a cache-friendly chunk of lines at a time.
             step = _TRANSPOSE_CHUNK if transposed else p
             for c in range(0, p, step):
-                np.copyto(buf[:, c : c + step], src[c : c + step].transpose(1, 0, 2), casting="unsafe")
+                np.copyto(
+                    buf[:, c : c + step], src[c : c + step].transpose(1, 0, 2), casting="unsafe"
+                )
             if self.prefilter:
                 self._prefilter(rows, acc, tmp)
             if transposed:  # short runs in dst: compute contiguously, then scatter at once
@@ -315,7 +306,12 @@ class _AxisOp:
         if bufs is None:
             buf = _padded_empty((self.n, p, q), self.dtype)
             rows = list(buf)  # views made once, reused for every block of this shape
-            bufs = scratch[key] = (buf, rows, np.empty((p, q), self.dtype), np.empty((p, q), self.dtype))
+            bufs = scratch[key] = (
+                buf,
+                rows,
+                np.empty((p, q), self.dtype),
+                np.empty((p, q), self.dtype),
+            )
         return bufs
 
     def _prefilter(self, rows, acc, tmp):
@@ -431,7 +427,10 @@ def _planes_pass(src, dst, stages, scratch, executor, threads):
         return
     _gather(
         executor,
-        [(_plane_stages, src, dst, stages, groups[k::threads], [scratch[k]]) for k in range(threads)],
+        [
+            (_plane_stages, src, dst, stages, groups[k::threads], [scratch[k]])
+            for k in range(threads)
+        ],
     )
 
 

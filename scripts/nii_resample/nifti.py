@@ -26,6 +26,9 @@ MAX_HEADER_BYTES = 540
 ORTHONORMAL_TOLERANCE = 1e-4
 # ISA-L only has levels 0-3; above that zlib is used (smaller files, much slower).
 ISAL_MAX_LEVEL = 3
+# Read once: os.umask can only be read by setting it.
+CURRENT_UMASK = os.umask(0o022)
+os.umask(CURRENT_UMASK)
 # A resampled volume's data type is the input's; these are the kinds that can be interpolated.
 SUPPORTED_KINDS = "iuf"
 
@@ -250,6 +253,8 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.chmod(temporary, 0o666 & ~CURRENT_UMASK)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

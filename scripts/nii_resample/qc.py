@@ -154,7 +154,7 @@ _VIEWS = (
 
 
 def _slice(volume: _Oriented, fixed: int, index: int) -> np.ndarray:
-    taken = np.take(volume.data, index, axis=fixed)  # remaining axes in R, A, S order
+    taken = volume.data[(slice(None),) * fixed + (index,)]  # remaining axes in R, A, S order
     return taken.T  # rows: the vertical axis, columns: the horizontal one
 
 
