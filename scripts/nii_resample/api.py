@@ -84,6 +84,7 @@ def resampling_dataset(
             "desired_volume": desired_volume,
             "saving_mode": saving_mode,
             "debug": debug,
+            "qc": False,  # QC pictures are the workflow's (snakemake --report)
             "engine": engine,
             "interpolation": interpolation,
             "antialias": antialias,

@@ -23,6 +23,7 @@ REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
 DEFAULTS = {
     "saving_mode": "case",
     "debug": False,
+    "qc": True,
     "engine": "fast",
     "interpolation": "bspline",
     "antialias": True,
@@ -136,6 +137,7 @@ def normalise_config(config: dict) -> dict:
     checked["label_maps"] = _parse_patterns("label_maps", checked["label_maps"])
     checked["antialias"] = _parse_bool("antialias", checked["antialias"])
     checked["debug"] = _parse_bool("debug", checked["debug"])
+    checked["qc"] = _parse_bool("qc", checked["qc"])
     checked["compression_level"] = _parse_int("compression_level", checked["compression_level"], 1, 9)
     checked["threads_per_job"] = _parse_int("threads_per_job", checked["threads_per_job"], 1)
     return checked

@@ -65,19 +65,19 @@ def get_input_volume(wildcards):
 
 
 def get_final_output():
-    """The resampled volumes, the manifest, and the QC pictures (qc.smk; always made: cheap)."""
-    return (
-        [
-            str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"]))
-            for prefix in VOLUMES
-        ]
-        + [f"{OUTPUT_PATH}/manifest.tsv"]
-        + [f"{OUTPUT_PATH}/qc/{prefix}.png" for prefix in VOLUMES]
-        + [
+    """The resampled volumes, the manifest and, with `qc: true`, the QC pictures (qc.smk)."""
+    volumes = [
+        str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"]))
+        for prefix in VOLUMES
+    ]
+    outputs = volumes + [f"{OUTPUT_PATH}/manifest.tsv"]
+    if config["qc"]:
+        outputs += [f"{OUTPUT_PATH}/qc/{prefix}.png" for prefix in VOLUMES]
+        outputs += [
             f"{OUTPUT_PATH}/qc/dataset/overview.png",
             f"{OUTPUT_PATH}/qc/dataset/manifest.html",
         ]
-    )
+    return outputs
 
 
 def get_resample_options(wildcards):
