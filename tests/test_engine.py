@@ -26,6 +26,21 @@ def itk_reference(data, new_shape, interpolator=sitk.sitkBSpline):
     return sitk.GetArrayFromImage(out)
 
 
+def itk_reference_2safe(data, new_shape, interpolator=sitk.sitkBSpline):
+    """itk_reference, except along axes of 2 samples that stay at 2.
+
+    On a 2-sample line ITK's mirror turns tap index 3 into -1 and reads outside the line
+    (for x = 1 with weight 0, but memory before the buffer can hold NaN: seen in practice).
+    Such an axis is the identity, so apply ITK to each of its slices instead.
+    """
+    for axis, (n, m) in enumerate(zip(data.shape, new_shape)):
+        if n == m == 2:
+            shape = tuple(1 if a == axis else s for a, s in enumerate(new_shape))
+            parts = [itk_reference_2safe(data.take([i], axis), shape, interpolator) for i in range(2)]
+            return np.concatenate(parts, axis=axis)
+    return itk_reference(data, new_shape, interpolator)
+
+
 def relative_error(out, ref, data):
     span = float(np.max(data)) - float(np.min(data))
     return float(np.max(np.abs(out.astype(np.float64) - ref))) / (span if span > 0 else 1.0)
@@ -68,7 +83,8 @@ CASES = [
 @pytest.mark.parametrize("shape,new_shape", CASES)
 def test_float_data_matches_itk(shape, new_shape, interpolation):
     data = make_data(shape, np.float64, "random", seed=len(CASES) + sum(shape))
-    ref = itk_reference(data, new_shape, ITK[interpolation])
+    ref = itk_reference_2safe(data, new_shape, ITK[interpolation])
+    assert np.all(np.isfinite(ref))
     for order in "CF":
         x = np.asarray(data, order=order)
         out64 = resample_array(x, new_shape, interpolation, precision=np.float64)

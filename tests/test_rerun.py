@@ -14,8 +14,13 @@ from conftest import SNAKEFILE, run_snakemake, smooth_volume, write_config, writ
 
 def _jobs_run(result):
     """Names of the volumes whose resample job ran."""
-    return sorted(line.split("prefix=", 1)[1].strip() for line in result.output.splitlines()
-                  if "wildcards: prefix=" in line)
+    prefixes, rule = [], None
+    for line in result.output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif "wildcards: prefix=" in line and rule == "resample_volume":
+            prefixes.append(line.split("prefix=", 1)[1].strip())
+    return sorted(prefixes)
 
 
 def test_second_run_does_nothing_and_changes_rerun_what_they_touch(tmp_path, make_dataset):

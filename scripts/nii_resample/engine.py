@@ -25,11 +25,6 @@ group of planes at a time, so besides the result there is at most one full-size 
 (the smaller of "outer axis first" / "outer axis last"), in `precision`, never float64 unless
 asked for.
 
-Threads (``threads > 1``) split blocks of lines or groups of planes over a
-ThreadPoolExecutor; numpy releases the GIL inside each call, but the calls are short
-(~16k samples), so the gain is modest (and nearest, a few numpy gathers, always runs in the
-calling thread).
-
 Sample positions are computed in float64 with the same operations ITK uses for the grid
 above (``origin + spacing * j`` on all axes except the last numpy axis -- ITK's x, its
 scanline axis -- where ITK interpolates between the first sample and one past the last).
@@ -38,10 +33,16 @@ For bspline/linear this is irrelevant (1e-16), but for nearest it decides exact 
 arithmetic, but ITK rounds whatever float64 value it computed, and so do we. (With another
 spacing/origin, ITK's own tie outcome would differ in the same arbitrary way.)
 
-Known ITK deviation: on an axis of length 2 that is upsampled (n_out >= 3) ITK's mirror
-boundary maps tap index 3 to -1 and reads outside the line (a neighbouring line's
-coefficient, or memory before the buffer: the result is not even deterministic). This
-module uses the correct mirror there (index 3 -> 1).
+Known ITK deviation: on a 2-sample axis ITK's mirror boundary maps tap index 3 to -1 and
+reads outside the line (a neighbouring line's coefficient, or memory before the buffer).
+Upsampled (n_out >= 3) this changes the last samples; even for n_out == 2 the read happens
+with weight 0, and we have seen SimpleITK return NaN there. This module uses the correct
+mirror (index 3 -> 1).
+
+Threads (``threads > 1``) split blocks of lines or groups of planes over a
+ThreadPoolExecutor; numpy releases the GIL inside each call, but the calls are short
+(~16k samples), so the gain is modest (and nearest, a few numpy gathers, always runs in the
+calling thread).
 
 Only numpy is imported (``concurrent.futures`` lazily when ``threads > 1``).
 """
