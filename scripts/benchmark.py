@@ -491,6 +491,28 @@ def machine_info() -> dict:
     }
 
 
+def snapshot_checkout(repo: Path, target: Path) -> Path:
+    """Copy what a run needs (Snakefile, workflow/, scripts/, config/) and check that every
+    Python file compiles: a half-saved file would otherwise fail jobs mid-benchmark."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", ".snakemake", "*.pyc")
+    for name in ("Snakefile", "workflow", "scripts", "config", "pyproject.toml"):
+        source = repo / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, target / name)
+    for source in (target / "scripts").rglob("*.py"):
+        try:
+            compile(source.read_text(), str(source), "exec")
+        except SyntaxError as error:
+            raise SystemExit(f"{source.relative_to(target)} does not compile ({error}); "
+                             "is someone saving it right now? Try again.") from None
+    return target
+
+
 def shape_text(shape) -> str:
     return "x".join(str(int(n)) for n in shape)
 
@@ -768,6 +790,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the resampled outputs in the work folder")
     parser.add_argument("--repo", type=Path,
                         help="checkout of the workflow to measure (default: the one this script is in)")
+    parser.add_argument("--no-snapshot", action="store_true",
+                        help="measure the checkout in place (default: a frozen copy taken at the start, "
+                             "so edits made while the benchmark runs cannot change what is measured)")
     args = parser.parse_args(argv)
     global REPO, SNAKEFILE, SCRIPTS
     REPO = (args.repo or REPO).resolve()
@@ -782,7 +807,16 @@ def main(argv=None) -> int:
     work = args.work.resolve() / ("quick" if args.quick else "full")
     (work / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = {"quick": args.quick, "cores": args.cores, "goals": GOALS, "machine": machine_info(),
+    machine = machine_info()  # git state and engine hash of the checkout itself
+    if not args.no_snapshot:
+        snapshot = snapshot_checkout(REPO, work / "checkout")
+        SNAKEFILE, SCRIPTS = snapshot / "Snakefile", snapshot / "scripts"
+        engine = SCRIPTS / "nii_resample" / "engine.py"
+        if engine.exists():
+            machine["engine_sha256"] = hashlib.sha256(engine.read_bytes()).hexdigest()[:12]
+        print(f"[checkout] measuring a frozen copy of {REPO} in {snapshot}", flush=True)
+    results = {"quick": args.quick, "cores": args.cores, "goals": GOALS, "machine": machine,
+               "measured_checkout": str(SNAKEFILE.parent),
                "versions": {"workflow": python_versions(sys.executable, ["snakemake", "SimpleITK", "numpy",
                                                                           "nibabel", "isal"])}}
     if not args.skip_nidataset:

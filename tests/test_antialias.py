@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import affine_from, smooth_volume, write_nifti
+from support import affine_from, smooth_volume, write_nifti
 from nii_resample.antialias import antialias_sigmas, gaussian_blur
 from nii_resample.engine import resample_array
 from nii_resample.volume import resample_volume

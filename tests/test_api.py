@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_snakemake
+from support import REPO, run_snakemake
 from nii_resample.api import ResamplingFailed, resampling_dataset
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import affine_from, run_snakemake, smooth_volume, write_nifti
+from support import affine_from, run_snakemake, smooth_volume, write_nifti
 from nii_resample.errors import VolumeError
 from nii_resample.nifti import read_volume
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from support import REPO, run_snakemake
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.settings import DEFAULTS, discover_volumes, normalise_config, parse_desired_volume
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import affine_from, fov_corners, rotation, run_snakemake, smooth_volume, write_nifti
+from support import affine_from, fov_corners, rotation, run_snakemake, smooth_volume, write_nifti
 from nii_resample.nifti import itk_geometry, resampled_affine
 from nii_resample.volume import resample_volume
 

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import affine_from, rotation, smooth_volume
+from support import affine_from, rotation, smooth_volume
 from nii_resample.volume import resample_volume
 
 

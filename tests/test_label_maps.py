@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import affine_from, rotation, run_snakemake, write_nifti
+from support import affine_from, rotation, run_snakemake, write_nifti
 from nii_resample.labels import resample_label_map
 from nii_resample.volume import resample_volume
 

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from conftest import run_snakemake
+from support import run_snakemake
 from nii_resample.nifti import itk_geometry
 from nii_resample.records import RECORD_COLUMNS
 

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import affine_from, run_snakemake, smooth_volume, write_nifti
+from support import affine_from, run_snakemake, smooth_volume, write_nifti
 from nii_resample.qc import draw_qc_figure, manifest_table, overview_figure, qc_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,7 @@ import time
 import nibabel as nib
 import numpy as np
 
-from conftest import SNAKEFILE, run_snakemake, smooth_volume, write_config, write_nifti, affine_from
+from support import SNAKEFILE, run_snakemake, smooth_volume, write_config, write_nifti, affine_from
 
 
 def _jobs_run(result):

@@ -4,7 +4,7 @@ import nibabel as nib
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake
+from support import run_snakemake
 
 
 @pytest.mark.parametrize("saving_mode", ["case", "folder"])

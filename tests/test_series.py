@@ -3,7 +3,7 @@
 import nibabel as nib
 import numpy as np
 
-from conftest import affine_from, rotation, smooth_volume
+from support import affine_from, rotation, smooth_volume
 from nii_resample.volume import resample_volume
 
 
