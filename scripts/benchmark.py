@@ -492,18 +492,17 @@ def machine_info() -> dict:
 
 
 def snapshot_checkout(repo: Path, target: Path) -> Path:
-    """Copy what a run needs (Snakefile, workflow/, scripts/, config/) and check that every
+    """Copy what a run needs (top-level files, workflow/, scripts/, config/); check that every
     Python file compiles: a half-saved file would otherwise fail jobs mid-benchmark."""
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", ".snakemake", "*.pyc")
-    for name in ("Snakefile", "workflow", "scripts", "config", "pyproject.toml"):
-        source = repo / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=ignore)
-        elif source.exists():
-            shutil.copy2(source, target / name)
+    for source in repo.iterdir():  # top-level files (Snakefile, environment.yml, ...) + code
+        if source.is_file() and not source.name.startswith("."):
+            shutil.copy2(source, target / source.name)
+        elif source.name in ("workflow", "scripts", "config"):
+            shutil.copytree(source, target / source.name, ignore=ignore)
     for source in (target / "scripts").rglob("*.py"):
         try:
             compile(source.read_text(), str(source), "exec")

@@ -6,3 +6,14 @@ and atomically writing `.nii.gz` files), `volume` (one volume end to end), `sett
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["resampling_dataset", "ResamplingFailed", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so that the workflow's jobs, which import submodules, don't pay for the API.
+    if name in ("resampling_dataset", "ResamplingFailed"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'nii_resample' has no attribute {name!r}")
