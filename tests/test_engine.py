@@ -281,3 +281,117 @@ def test_numpy_integer_sizes_accepted():
     data = make_data((6, 6, 6), np.float64, "random")
     out = resample_array(data, np.array([3, 4, 5]), "linear")
     assert out.shape == (3, 4, 5)
+
+
+# --------------------------------------------------------------------------- anti-aliasing
+
+
+def scipy_blur(data, sigmas):
+    """The reference: scipy's Gaussian (mirror, truncate 4) on each axis, in float64."""
+    from scipy.ndimage import gaussian_filter1d
+
+    out = np.asarray(data, dtype=np.float64)
+    for axis, sigma in enumerate(sigmas):
+        if sigma > 0:
+            out = gaussian_filter1d(out, sigma, axis=axis, mode="mirror", truncate=4.0)
+    return out
+
+
+# (shape, new shape, sigmas): shrinking axes as antialias_sigmas gives them, kernels wider
+# than the axis (radius > n - 1, the mirror wraps several times), a blurred axis that keeps
+# its size, one that grows, 2- and 1-sample axes, sigmas too small for a kernel (radius 0)
+AA_CASES = [
+    ((40, 36, 30), (17, 15, 13), (0.61, 0.58, 0.60)),
+    ((48, 20, 25), (12, 20, 25), (1.12, 0.0, 0.0)),  # only axis 0 (outermost in C order)
+    ((20, 24, 45), (20, 24, 9), (0.0, 0.0, 1.41)),  # only the innermost axis
+    ((6, 30, 4), (2, 13, 1), (2.5, 0.63, 3.0)),  # radius 10 / 12 on 6 / 4 samples
+    ((3, 2, 40), (1, 1, 11), (1.0, 0.5, 1.0)),  # 2 -> 1 with a blur, 3 -> 1
+    ((1, 20, 18), (1, 9, 18), (0.9, 0.7, 0.8)),  # size-1 axis; blurred unchanged axis
+    ((22, 17, 12), (9, 30, 12), (0.66, 0.4, 0.05)),  # blurred growing axis; radius 0
+]
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "linear", "nearest"])
+@pytest.mark.parametrize("shape,new_shape,sigmas", AA_CASES)
+def test_antialias_equals_scipy_blur_then_resample(shape, new_shape, sigmas, interpolation):
+    data = make_data(shape, np.float64, "random", seed=sum(shape))
+    ref = resample_array(scipy_blur(data, sigmas), new_shape, interpolation, precision=np.float64)
+    for order in "CF":
+        x = np.asarray(data, order=order)
+        for threads in (1, 2):
+            out64 = resample_array(x, new_shape, interpolation, precision=np.float64,
+                                   threads=threads, antialias_sigmas=sigmas)
+            out32 = resample_array(x, new_shape, interpolation, threads=threads,
+                                   antialias_sigmas=np.array(sigmas))
+            assert out64.dtype == np.float64 and out32.dtype == np.float32
+            assert out64.shape == out32.shape == new_shape
+            assert out64.flags.c_contiguous if order == "C" else out64.flags.f_contiguous
+            # the blur is applied after the prefilter (they commute up to ITK's truncated
+            # IIR start, ~1e-10): float64 agrees to ~1e-11 here
+            assert relative_error(out64, ref, data) < 1e-9
+            assert relative_error(out32, ref, data) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_antialias_with_the_workflow_sigmas(dtype, order, monkeypatch):
+    from nii_resample.antialias import antialias_sigmas, gaussian_blur
+
+    data = np.asarray(make_data((64, 56, 30), dtype, "smooth", seed=21), order=order)
+    new_shape = (28, 24, 13)
+    sigmas = antialias_sigmas(data.shape, new_shape)
+    ref = resample_array(gaussian_blur(data, sigmas, np.float64), new_shape,
+                         precision=np.float64)
+    assert relative_error(resample_array(data, new_shape, precision=np.float64,
+                                         antialias_sigmas=sigmas), ref, data) < 1e-6
+    base = resample_array(data, new_shape, antialias_sigmas=sigmas)
+    assert relative_error(base, ref, data) < 1e-5
+    # many blocks, plane groups and thread splits: the same arithmetic per sample
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_ROW_ELEMS", 100)
+        m.setattr(engine, "_GROUP_BYTES", 4000)
+        m.setattr(engine, "_MIN_ROW", 16)
+        for threads in (1, 2, 3):
+            out = resample_array(data, new_shape, threads=threads, antialias_sigmas=sigmas)
+            np.testing.assert_array_equal(out, base)
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "linear", "nearest"])
+@pytest.mark.parametrize("sigmas", [None, (0, 0, 0), (0.0, 0.0, 0.0), [0.1, 0.0, 0.12]])
+def test_no_or_zero_sigmas_are_bit_identical_to_no_antialias(sigmas, interpolation):
+    # (sigma < 0.125: scipy's radius is 0, its kernel [1.0]: no blur either)
+    for order in "CF":
+        data = np.asarray(make_data((20, 33, 14), np.int16, "random", seed=23), order=order)
+        for shape in [(9, 40, 14), (20, 33, 14)]:
+            plain = resample_array(data, shape, interpolation)
+            out = resample_array(data, shape, interpolation, antialias_sigmas=sigmas)
+            np.testing.assert_array_equal(out, plain)
+            assert out.dtype == plain.dtype and out.flags.f_contiguous == plain.flags.f_contiguous
+
+
+def test_antialias_keeps_constants_and_the_input():
+    data = np.full((30, 7, 12), 1234, dtype=np.int16)
+    data.flags.writeable = False
+    for interpolation in ("bspline", "linear", "nearest"):
+        out = resample_array(data, (11, 3, 12), interpolation, precision=np.float64,
+                             antialias_sigmas=(0.8, 5.0, 0.9))
+        np.testing.assert_allclose(out, 1234.0, rtol=1e-10, atol=0)
+    assert np.all(data == 1234)
+
+
+@pytest.mark.parametrize(
+    "sigmas,message",
+    [
+        ((1.0, 1.0), "2 entries"),
+        ((1.0, -0.5, 1.0), ">= 0"),
+        ((1.0, float("nan"), 1.0), "finite"),
+        ((1.0, float("inf"), 1.0), "finite"),
+        ((1.0, "1", 1.0), "numbers"),
+        ((1.0, True, 1.0), "numbers"),
+        (1.0, "sequence"),
+        ("111", "sequence"),
+    ],
+)
+def test_bad_antialias_sigmas_raise_value_error(sigmas, message):
+    with pytest.raises(ValueError, match=message):
+        resample_array(np.zeros((4, 4, 4)), (2, 2, 2), antialias_sigmas=sigmas)

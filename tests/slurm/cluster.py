@@ -71,8 +71,20 @@ _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 # Client commands that get a SLURM_CONF-defaulting shim in <base_dir>/bin.
 _CLIENT_COMMANDS = (
-    "srun", "sbatch", "squeue", "scancel", "scontrol", "sinfo", "sacct",
-    "sacctmgr", "sshare", "salloc", "sattach", "sstat", "sprio", "sdiag",
+    "srun",
+    "sbatch",
+    "squeue",
+    "scancel",
+    "scontrol",
+    "sinfo",
+    "sacct",
+    "sacctmgr",
+    "sshare",
+    "salloc",
+    "sattach",
+    "sstat",
+    "sprio",
+    "sdiag",
 )
 
 # Environment variables that would make client commands talk to another
@@ -89,6 +101,7 @@ class SlurmUnavailable(RuntimeError):
 # --------------------------------------------------------------------------
 # installation
 # --------------------------------------------------------------------------
+
 
 def _which(name: str) -> Optional[str]:
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
@@ -145,6 +158,7 @@ def ensure_slurm_installed(
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
 
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
@@ -213,6 +227,7 @@ def _pid_alive(pid: int) -> bool:
 # --------------------------------------------------------------------------
 # the cluster
 # --------------------------------------------------------------------------
+
 
 class SlurmCluster:
     """A single-node SLURM cluster on localhost, for tests.
@@ -399,8 +414,8 @@ class SlurmCluster:
     def _start(self) -> Dict[str, str]:
         if os.geteuid() != 0:
             raise SlurmUnavailable(
-                "the test SLURM cluster must run as root (SlurmUser=root, "
-                "jobs run as the submitting user only via root slurmd)"
+                "the test SLURM cluster needs root (its daemons run with "
+                f"SlurmUser=root); running as uid {os.geteuid()}"
             )
         if self.install:
             ensure_slurm_installed()
@@ -561,9 +576,7 @@ class SlurmCluster:
 
     def _make_env(self) -> Dict[str, str]:
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_SCRUB_ENV_PREFIXES)
+            k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_ENV_PREFIXES)
         }
         env["SLURM_CONF"] = str(self.conf_path)
         path = env.get("PATH", "")
@@ -597,7 +610,7 @@ class SlurmCluster:
             shim = self.bin_dir / name
             shim.write_text(
                 "#!/bin/sh\n"
-                f": \"${{SLURM_CONF:={self.conf_path}}}\"\n"
+                f': "${{SLURM_CONF:={self.conf_path}}}"\n'
                 "export SLURM_CONF\n"
                 f'exec {real} "$@"\n'
             )
@@ -695,14 +708,14 @@ class SlurmCluster:
                 last_exc = exc
             time.sleep(0.3)
         extra = f" (last error: {last_exc})" if last_exc else ""
-        raise SlurmUnavailable(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        raise SlurmUnavailable(
+            f"timed out after {timeout:.0f}s waiting for {what}{extra}"
+        )
 
     def _cancel_all_jobs(self, timeout: float) -> None:
         """scancel every job of this cluster and wait a little for them to end."""
         try:
-            proc = self.run(
-                ["squeue", "-h", "-o", "%i"], check=False, timeout=timeout
-            )
+            proc = self.run(["squeue", "-h", "-o", "%i"], check=False, timeout=timeout)
             jobids = proc.stdout.split()
             if not jobids:
                 return

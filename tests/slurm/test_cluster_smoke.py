@@ -52,7 +52,10 @@ def test_context_manager_stops_its_daemons(tmp_path):
                 pids[name] = int((conf_dir / f"{name}.pid").read_text())
             proc = subprocess.run(
                 ["sinfo", "-h", "-o", "%P %t"],
-                env=env, capture_output=True, text=True, timeout=30,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             assert proc.stdout.split() == ["debug*", "idle"], proc
     except SlurmUnavailable as exc:

@@ -22,8 +22,7 @@ pytestmark = pytest.mark.slurm
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profile"
 
-SNAKEFILE = textwrap.dedent(
-    """
+SNAKEFILE = textwrap.dedent("""
     SAMPLES = [1, 2, 3, 4]
 
     rule all:
@@ -43,8 +42,7 @@ SNAKEFILE = textwrap.dedent(
     rule broken:
         output: "broken.txt"
         shell: "echo about-to-fail >&2; exit 7"
-    """
-)
+    """)
 
 
 @pytest.fixture(scope="module")
