@@ -53,8 +53,8 @@ over the n input rows. A blurred axis whose size does not change gets a blur-onl
 
 Threads (``threads > 1``) split blocks of lines or groups of planes over a
 ThreadPoolExecutor; numpy releases the GIL inside each call, but the calls are short
-(~16k samples), so the gain is modest (and nearest, a few numpy gathers, always runs in the
-calling thread).
+(~16k samples), so the gain is modest (and unblurred nearest, a few numpy gathers, always
+runs in the calling thread).
 
 Only numpy is imported (``concurrent.futures`` lazily when ``threads > 1``).
 """
