@@ -86,24 +86,40 @@ def get_resample_options(wildcards):
 
 
 def estimate_mem_mb(wildcards, input, attempt):
-    """Memory request from the volume's header; never raises (a raise would abort the run)."""
+    """Memory request (MB) from the volume's header; never raises (a raise aborts the run).
+
+    Calibrated on measured peaks (docs/benchmarks.md): the interpreter and libraries, the
+    compressed and decompressed input, the engine's float32 working set (itk: float64
+    coefficients of the whole input), the output array and its encoded bytes. Each retry
+    (attempt) asks for proportionally more.
+    """
     megabyte = 1024 * 1024
+    voxels_out = DESIRED_VOLUME[0] * DESIRED_VOLUME[1] * DESIRED_VOLUME[2]
     try:
         header = read_header(input.volume)
-        voxels_in = 1
-        for size in header.get_data_shape()[:3]:
-            voxels_in *= int(size)
-        stored_bytes = voxels_in * header.get_data_dtype().itemsize
+        shape = [int(n) for n in header.get_data_shape()]
+        itemsize = header.get_data_dtype().itemsize
+        voxels_in = shape[0] * shape[1] * shape[2]
+        frames = 1
+        for size in shape[3:]:
+            frames *= max(size, 1)
     except Exception:
-        # Unreadable header: the job will report why; assume a 10x gzip ratio meanwhile.
-        stored_bytes = (
-            10 * Path(input.volume).stat().st_size if Path(input.volume).exists() else 0
-        )
-        voxels_in = stored_bytes // 2
-    voxels_out = DESIRED_VOLUME[0] * DESIRED_VOLUME[1] * DESIRED_VOLUME[2]
-    # compressed + decompressed input, float32 working arrays, output; plus the interpreter.
-    working_bytes = 2 * stored_bytes + 4 * 3 * max(voxels_in, voxels_out)
-    return int(300 + attempt * working_bytes / megabyte)
+        # Unreadable header: the job will say why; assume a 5x gzip ratio meanwhile.
+        try:
+            voxels_in, itemsize, frames = (
+                5 * Path(input.volume).stat().st_size // 2,
+                2,
+                1,
+            )
+        except OSError:
+            voxels_in, itemsize, frames = 0, 2, 1
+    per_voxel_in = 16 if config["engine"] == "itk" else 2
+    working = (
+        1.5 * itemsize * voxels_in * frames
+        + per_voxel_in * voxels_in
+        + (8 + 2 * itemsize) * voxels_out * frames
+    )
+    return int(attempt * (200 + working / megabyte))
 
 
 def expected_jobs():
