@@ -1,12 +1,13 @@
 """Quality control: before/after pictures of every volume, a dataset overview, and the
-manifest as a table, all in `snakemake --report report.html`. Cheap: they run locally.
+manifest as a table, all in `snakemake --report report.html`. The dataset-wide ones are
+cheap and run locally; the per-volume pictures read whole volumes, so on a cluster they are
+submitted like the resample jobs (and can share their group: see workflow/profiles/slurm).
 """
 
 from nii_resample.qc import report_labels
 
 
 localrules:
-    qc_figure,
     qc_overview,
     qc_manifest_table,
 
