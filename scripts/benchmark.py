@@ -402,11 +402,29 @@ def warm_cache(paths) -> None:
                 pass
 
 
-def write_config(path: Path, nii_folder: Path, output_path: Path, shape) -> Path:
-    # JSON is YAML: Snakemake reads it as a config file.
+def write_config(path: Path, nii_folder: Path, output_path: Path, shape, extra=None) -> Path:
+    # JSON is YAML: Snakemake reads it as a config file. Every other key keeps its default.
     path.write_text(json.dumps({"nii_folder": str(nii_folder), "output_path": str(output_path),
-                                "desired_volume": list(shape)}, indent=1) + "\n")
+                                "desired_volume": list(shape), **(extra or {})}, indent=1) + "\n")
     return path
+
+
+# Workflow configurations measured: (key, label, extra config). The defaults always; with
+# `qc: false` too when the workflow has that key (set in main()).
+VARIANTS = [("workflow", "workflow (defaults)", {})]
+
+
+def workflow_has_key(key: str) -> bool:
+    config = SNAKEFILE.parent / "config" / "config.yaml"
+    return config.exists() and any(line.startswith(f"{key}:") for line in config.read_text().splitlines())
+
+
+def steps_done(log_path) -> int | None:
+    """Jobs Snakemake ran, from its last 'N of M steps' line."""
+    import re
+
+    found = re.findall(r"(\d+) of (\d+) steps", Path(log_path).read_text(errors="replace"))
+    return int(found[-1][1]) if found else None
 
 
 def snakemake_cmd(python, workdir: Path, config: Path, cores: int, *extra) -> list:
@@ -526,7 +544,7 @@ def parse_shape(text: str) -> list[int]:
 # --------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------
-def compare_run(name, folder: Path, shape, args, work: Path, results: dict) -> dict:
+def compare_run(name, folder: Path, shape, args, work: Path, variants) -> dict:
     """nidataset sequential vs snakemake --cores N on one folder and one target shape."""
     inputs = sorted(folder.glob("*.nii.gz"))
     warm_cache(inputs)
@@ -544,23 +562,26 @@ def compare_run(name, folder: Path, shape, args, work: Path, results: dict) -> d
         print(f"    wall {m['wall_s']:.1f} s, CPU {m['cpu_s']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MiB", flush=True)
         if not args.keep:
             shutil.rmtree(out)
-    out = fresh(work / f"wf_{name}")
-    wdir = fresh(work / f"wfdir_{name}")
-    config = write_config(wdir / "config.yaml", folder, out, shape)
-    print(f"[{name}] snakemake --cores {args.cores} over {len(inputs)} volumes ...", flush=True)
-    m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores),
-                              logs / f"wf_{name}.log"), f"workflow run {name}")
-    m["output_bytes"] = du_bytes(out)
-    m["jobs"] = read_job_benchmarks(out)
-    row["workflow"] = m
-    print(f"    wall {m['wall_s']:.1f} s, CPU {m['cpu_s']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MiB, "
-          f"per-job max RSS {m['jobs']['max_rss_mb']:.0f} MB", flush=True)
-    if not args.keep:
-        shutil.rmtree(out)
-    if "nidataset" in row:
-        row["wall_ratio"] = row["workflow"]["wall_s"] / row["nidataset"]["wall_s"]
-        row["cpu_ratio"] = row["workflow"]["cpu_s"] / row["nidataset"]["cpu_s"]
-        row["size_ratio"] = row["workflow"]["output_bytes"] / max(row["nidataset"]["output_bytes"], 1)
+    for key, label, extra in variants:
+        out = fresh(work / f"{key}_{name}")
+        wdir = fresh(work / f"{key}dir_{name}")
+        config = write_config(wdir / "config.yaml", folder, out, shape, extra)
+        print(f"[{name}] {label}: snakemake --cores {args.cores} over {len(inputs)} volumes ...", flush=True)
+        m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores),
+                                  logs / f"{key}_{name}.log"), f"workflow run {name} ({label})")
+        m["config_extra"] = extra
+        m["steps"] = steps_done(m["log"])
+        m["output_bytes"] = du_bytes(out)
+        m["jobs"] = read_job_benchmarks(out)
+        if "nidataset" in row:
+            m["wall_ratio"] = m["wall_s"] / row["nidataset"]["wall_s"]
+            m["cpu_ratio"] = m["cpu_s"] / row["nidataset"]["cpu_s"]
+            m["size_ratio"] = m["output_bytes"] / max(row["nidataset"]["output_bytes"], 1)
+        row[key] = m
+        print(f"    wall {m['wall_s']:.1f} s, CPU {m['cpu_s']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MiB, "
+              f"{m['steps']} jobs", flush=True)
+        if not args.keep:
+            shutil.rmtree(out)
     return row
 
 
@@ -619,24 +640,32 @@ def single_volume(path: Path, shape, args, work: Path) -> dict:
     return single
 
 
-def tiny_overhead(args, work: Path) -> dict:
+def tiny_overhead(args, work: Path, variants) -> dict:
     count = args.tiny_count
     folder_many, folder_one = work / f"tiny_{count}", work / "tiny_1"
     make_tiny_folder(folder_many, count)
     make_tiny_folder(folder_one, 1)
     shape = [24, 24, 24]
     result = {"count": count, "shape_in": [32, 32, 32], "target": shape}
-    for label, folder in (("one", folder_one), ("many", folder_many)):
-        out = fresh(work / f"tiny_out_{label}")
-        wdir = fresh(work / f"tiny_wd_{label}")
-        config = write_config(wdir / "config.yaml", folder, out, shape)
-        print(f"[tiny] snakemake over {1 if label == 'one' else count} tiny volume(s) ...", flush=True)
-        m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores),
-                                  work / "logs" / f"tiny_{label}.log"), f"tiny run {label}")
-        m["jobs"] = read_job_benchmarks(out)
-        result[label] = m
-    result["marginal_wall_per_job_s"] = (result["many"]["wall_s"] - result["one"]["wall_s"]) / (count - 1)
-    result["marginal_cpu_per_job_s"] = (result["many"]["cpu_s"] - result["one"]["cpu_s"]) / (count - 1)
+    for key, name, extra in variants:
+        variant = result[key] = {"config_extra": extra}
+        for label, folder in (("one", folder_one), ("many", folder_many)):
+            out = fresh(work / f"tiny_out_{key}_{label}")
+            wdir = fresh(work / f"tiny_wd_{key}_{label}")
+            config = write_config(wdir / "config.yaml", folder, out, shape, extra)
+            print(f"[tiny] {name}: snakemake over {1 if label == 'one' else count} tiny volume(s) ...", flush=True)
+            m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores),
+                                      work / "logs" / f"tiny_{key}_{label}.log"), f"tiny run {label}")
+            m["steps"] = steps_done(m["log"])
+            m["jobs"] = read_job_benchmarks(out)
+            variant[label] = m
+        many, one = variant["many"], variant["one"]
+        per_volume = (many["steps"] - one["steps"]) / (count - 1) if many["steps"] and one["steps"] else 1.0
+        variant["jobs_per_volume"] = per_volume
+        variant["marginal_wall_per_volume_s"] = (many["wall_s"] - one["wall_s"]) / (count - 1)
+        variant["marginal_cpu_per_volume_s"] = (many["cpu_s"] - one["cpu_s"]) / (count - 1)
+        variant["marginal_wall_per_job_s"] = variant["marginal_wall_per_volume_s"] / per_volume
+        variant["marginal_cpu_per_job_s"] = variant["marginal_cpu_per_volume_s"] / per_volume
     return result
 
 
@@ -647,7 +676,7 @@ def dry_run(args, work: Path) -> dict:
     make_tiny_folder(folder, count, shape=(4, 4, 4))
     out = work / "dry_out"
     wdir = fresh(work / "dry_wd")
-    config = write_config(wdir / "config.yaml", folder, out, [2, 2, 2])
+    config = write_config(wdir / "config.yaml", folder, out, [2, 2, 2])  # the defaults
     print(f"[dry-run] snakemake -n --quiet over {count} inputs ...", flush=True)
     m = check_ok(run_measured(snakemake_cmd(sys.executable, wdir, config, args.cores, "-n", "--quiet"),
                               work / "logs" / "dry_run.log"), "dry run")
@@ -685,22 +714,29 @@ def render(results: dict) -> str:
     lines.append("| measurement | nidataset | workflow | ratio | goal | verdict |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
     goals = []
+    variants = results["variants"]
     for row in results["runs"]:
-        nid, wf = row.get("nidataset"), row["workflow"]
-        label = f"{row['name']}: {row['volumes']} vol -> {shape_text(row['target'])}"
-        ratio = row.get("wall_ratio")
-        v = verdict(ratio, GOALS["wall_ratio"]) if nid else "n/a"
-        goals.append((f"(1) wall {row['name']}", v, ratio))
-        lines.append(f"| {label}: wall | {fmt(nid and nid['wall_s'], '.1f', ' s')} | {fmt(wf['wall_s'], '.1f', ' s')} "
-                     f"| {fmt(ratio, '.3f')} | <= {GOALS['wall_ratio']} | {v} |")
-        lines.append(f"| {label}: CPU (all processes) | {fmt(nid and nid['cpu_s'], '.1f', ' s')} "
-                     f"| {fmt(wf['cpu_s'], '.1f', ' s')} | {fmt(row.get('cpu_ratio'), '.3f')} | | |")
-        lines.append(f"| {label}: peak RSS (largest process) | {fmt(nid and nid['peak_rss_mb'], '.0f', ' MiB')} "
-                     f"| {fmt(wf['peak_rss_mb'], '.0f', ' MiB')} (jobs: max {fmt(wf['jobs']['max_rss_mb'], '.0f', ' MB')}) | | | |")
-        lines.append(f"| {label}: jobs (Snakemake benchmark files, sampled every 0.5 s) | | {wf['jobs']['jobs']} jobs, "
-                     f"sum {fmt(wf['jobs']['sum_s'], '.1f', ' s')} wall, {fmt(wf['jobs']['sum_cpu_s'], '.1f', ' s')} CPU | | | |")
-        lines.append(f"| {label}: output size | {mib(nid and nid['output_bytes'])} | {mib(wf['output_bytes'])} "
-                     f"| {fmt(row.get('size_ratio'), '.2f')} | | |")
+        nid = row.get("nidataset")
+        head = f"{row['name']}: {row['volumes']} vol -> {shape_text(row['target'])}"
+        for key, label, _ in variants:
+            if key not in row:
+                continue
+            wf = row[key]
+            ratio = wf.get("wall_ratio")
+            v = verdict(ratio, GOALS["wall_ratio"]) if nid else "n/a"
+            goals.append((f"(1) wall {row['name']}, {label}", v, ratio))
+            lines.append(f"| {head}, {label}, {wf['steps']} jobs: wall | {fmt(nid and nid['wall_s'], '.1f', ' s')} "
+                         f"| {fmt(wf['wall_s'], '.1f', ' s')} | {fmt(ratio, '.3f')} | <= {GOALS['wall_ratio']} | {v} |")
+            lines.append(f"| {head}, {label}: CPU (all processes) | {fmt(nid and nid['cpu_s'], '.1f', ' s')} "
+                         f"| {fmt(wf['cpu_s'], '.1f', ' s')} | {fmt(wf.get('cpu_ratio'), '.3f')} | | |")
+            lines.append(f"| {head}, {label}: peak RSS (largest process) | {fmt(nid and nid['peak_rss_mb'], '.0f', ' MiB')} "
+                         f"| {fmt(wf['peak_rss_mb'], '.0f', ' MiB')} | {fmt(nid and wf['peak_rss_mb'] / nid['peak_rss_mb'], '.3f')} | | |")
+        wf = row[variants[0][0]]
+        lines.append(f"| {head}: resample jobs (Snakemake benchmark files, sampled every 0.5 s) | | "
+                     f"{wf['jobs']['jobs']} jobs, sum {fmt(wf['jobs']['sum_s'], '.1f', ' s')} wall, "
+                     f"{fmt(wf['jobs']['sum_cpu_s'], '.1f', ' s')} CPU, max RSS {fmt(wf['jobs']['max_rss_mb'], '.0f', ' MB')} | | | |")
+        lines.append(f"| {head}: output size | {mib(nid and nid['output_bytes'])} | {mib(wf['output_bytes'])} "
+                     f"| {fmt(wf.get('size_ratio'), '.2f')} | | |")
     s = results.get("single")
     if s:
         nid = s.get("nidataset")
@@ -733,23 +769,28 @@ def render(results: dict) -> str:
         wio, sio = f["workflow_io"]["driver"], f["sitk_io"]["driver"]
         down = results["runs"][0]
         nid = down.get("nidataset")
+        jobs_s = down[variants[0][0]]["jobs"]["sum_s"]
         lines.append(f"| floor, {len(f['files'])} vol read + write {shape_text(f['target'])}, no resampling: wall | "
-                     f"{fmt(sio['step_wall'], '.1f', ' s')} (SimpleITK) = "
-                     f"{fmt(nid and sio['step_wall'] / nid['driver']['step_wall'], '.2f')} of nidataset's | "
-                     f"{fmt(wio['step_wall'], '.1f', ' s')} (nibabel+isal L{wio.get('compression_level')}) = "
-                     f"{fmt(down['workflow']['jobs']['sum_s'] and wio['step_wall'] / down['workflow']['jobs']['sum_s'], '.2f')} of the jobs' | "
+                     f"{fmt(sio['step_wall'], '.1f', ' s')} SimpleITK = "
+                     f"{fmt(nid and sio['step_wall'] / nid['driver']['step_wall'], '.2f')} of nidataset's time | "
+                     f"{fmt(wio['step_wall'], '.1f', ' s')} nibabel+isal level {wio.get('compression_level')} = "
+                     f"{fmt(jobs_s and wio['step_wall'] / jobs_s, '.2f')} of the resample jobs' time | "
                      f"{fmt(wio['step_wall'] / sio['step_wall'], '.3f')} | | |")
         lines.append(f"| floor: CPU, output size | {fmt(sio['step_cpu'], '.1f', ' s')}, {mib(f['sitk_io']['output_bytes'])} "
                      f"| {fmt(wio['step_cpu'], '.1f', ' s')}, {mib(f['workflow_io']['output_bytes'])} | | | |")
     t = results.get("tiny")
     if t:
-        v = verdict(t["marginal_wall_per_job_s"], GOALS["tiny_job_s"])
-        goals.append(("(4a) tiny per-job overhead", v, t["marginal_wall_per_job_s"]))
-        lines.append(f"| tiny 32^3: {t['count']} vol vs 1 vol, wall | | {fmt(t['many']['wall_s'], '.1f', ' s')} vs "
-                     f"{fmt(t['one']['wall_s'], '.1f', ' s')} | | | |")
-        lines.append(f"| tiny 32^3: marginal wall per job (CPU per job) | | "
-                     f"{fmt(t['marginal_wall_per_job_s'], '.2f', ' s')} ({fmt(t['marginal_cpu_per_job_s'], '.2f', ' s')} CPU; "
-                     f"job script {fmt(t['many']['jobs']['mean_s'], '.2f', ' s')}) | | <= {GOALS['tiny_job_s']} s | {v} |")
+        for key, label, _ in variants:
+            if key not in t:
+                continue
+            tv = t[key]
+            v = verdict(tv["marginal_wall_per_job_s"], GOALS["tiny_job_s"])
+            goals.append((f"(4a) tiny per-job overhead, {label}", v, tv["marginal_wall_per_job_s"]))
+            lines.append(f"| tiny 32^3, {label}: {t['count']} vol vs 1 vol, wall ({tv['jobs_per_volume']:.0f} jobs per volume) "
+                         f"| | {fmt(tv['many']['wall_s'], '.1f', ' s')} vs {fmt(tv['one']['wall_s'], '.1f', ' s')} | | | |")
+            lines.append(f"| tiny 32^3, {label}: marginal wall per job (CPU per job) | | "
+                         f"{fmt(tv['marginal_wall_per_job_s'], '.2f', ' s')} ({fmt(tv['marginal_cpu_per_job_s'], '.2f', ' s')} CPU; "
+                         f"resample job {fmt(tv['many']['jobs']['mean_s'], '.2f', ' s')}) | | <= {GOALS['tiny_job_s']} s | {v} |")
     d = results.get("dry_run")
     if d:
         v = verdict(d["wall_s"], GOALS["dry_run_s"]) if d["count"] >= 10000 else "n/a (< 10,000 inputs)"
@@ -761,7 +802,7 @@ def render(results: dict) -> str:
     lines.append("Goals: " + "; ".join(f"{name} {v}" + (f" ({fmt(val, '.3f')})" if val is not None else "")
                                        for name, v, val in goals))
     loads = [f"{x['load_before']:.2f}->{x['load_after']:.2f}" for r in results["runs"]
-             for x in (r.get("nidataset"), r["workflow"]) if x]
+             for x in [r.get("nidataset")] + [r.get(k) for k, _, _ in variants] if x]
     lines.append(f"Load average (1 min) before->after the nidataset/workflow runs: {', '.join(loads)} "
                  f"(other users' processes share the {m['nproc']} CPUs)")
     return "\n".join(lines)
@@ -783,7 +824,7 @@ def main(argv=None) -> int:
     parser.add_argument("--down", type=parse_shape, help="downsample target X,Y,Z (default 224,224,128; quick 112,112,64)")
     parser.add_argument("--up", type=parse_shape, help="upsample target X,Y,Z (default 320,320,224; quick 160,160,112)")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores (default %(default)s)")
-    parser.add_argument("--tiny-count", type=int, help="tiny 32^3 volumes for the per-job overhead (default 20; quick 6)")
+    parser.add_argument("--tiny-count", type=int, help="tiny 32^3 volumes for the per-job overhead (default 20; quick 4)")
     parser.add_argument("--dry-run-count", type=int, help="inputs of the dry-run planning test (default 10000; quick 500)")
     parser.add_argument("--skip-dry-run", action="store_true", help="skip the dry-run planning test")
     parser.add_argument("--keep", action="store_true", help="keep the resampled outputs in the work folder")
@@ -798,7 +839,7 @@ def main(argv=None) -> int:
     SNAKEFILE, SCRIPTS = REPO / "Snakefile", REPO / "scripts"
     args.down = args.down or ([112, 112, 64] if args.quick else [224, 224, 128])
     args.up = args.up or ([160, 160, 112] if args.quick else [320, 320, 224])
-    args.tiny_count = args.tiny_count or (6 if args.quick else 20)
+    args.tiny_count = args.tiny_count or (4 if args.quick else 20)
     args.dry_run_count = args.dry_run_count or (500 if args.quick else 10000)
     if args.tiny_count < 2:
         parser.error("--tiny-count must be at least 2")
@@ -845,9 +886,14 @@ def main(argv=None) -> int:
     for p in up_inputs:
         os.symlink(p, up_folder / p.name)
 
-    results["runs"] = [compare_run("downsample", down_folder, args.down, args, work, results)]
+    if workflow_has_key("qc"):
+        VARIANTS.append(("workflow_noqc", "workflow (qc: false)", {"qc": False}))
+    results["variants"] = VARIANTS
+    # --quick measures the extra variants on the downsample run only (to stay under a minute).
+    secondary = VARIANTS[:1] if args.quick else VARIANTS
+    results["runs"] = [compare_run("downsample", down_folder, args.down, args, work, VARIANTS)]
     if up_inputs:
-        results["runs"].append(compare_run("upsample", up_folder, args.up, args, work, results))
+        results["runs"].append(compare_run("upsample", up_folder, args.up, args, work, secondary))
     else:
         print(f"[upsample] no input is smaller than {shape_text(args.up)} on every axis: skipped", flush=True)
 
@@ -856,7 +902,7 @@ def main(argv=None) -> int:
     integer = [p for p in by_size if np.dtype(infos[p]["dtype"]).kind in "iu"]
     results["single"] = single_volume((integer or by_size)[-1], args.down, args, work)
     results["floor"] = floor_run(inputs, args.down, args, work)
-    results["tiny"] = tiny_overhead(args, work)
+    results["tiny"] = tiny_overhead(args, work, secondary)
     if not args.skip_dry_run:
         results["dry_run"] = dry_run(args, work)
     results["total_benchmark_s"] = time.perf_counter() - started
