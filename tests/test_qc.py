@@ -140,7 +140,8 @@ def test_qc_figure_overview_and_table_files(tmp_path):
 def test_workflow_writes_qc_pictures_and_a_report(tmp_path, make_dataset):
     folder, _ = make_dataset(names=("ct", "mri"))
     output = tmp_path / "out"
-    config = {"nii_folder": str(folder), "output_path": str(output), "desired_volume": [16, 16, 12]}
+    config = {"nii_folder": str(folder), "output_path": str(output), "desired_volume": [16, 16, 12],
+              "qc": True}
     work = tmp_path / "work"
     run_snakemake(work, config)
     pictures = [output / "qc" / "ct.png", output / "qc" / "mri.png",

@@ -23,7 +23,7 @@ REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
 DEFAULTS = {
     "saving_mode": "case",
     "debug": False,
-    "qc": True,
+    "qc": False,
     "engine": "fast",
     "interpolation": "bspline",
     "antialias": True,
