@@ -110,8 +110,11 @@ def label_values(path: Path, frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.int64)
 
 
-def resample_frame(volume: Volume, frame: np.ndarray, desired_volume, options: dict) -> np.ndarray:
-    """One 3-D frame onto the target grid, in the stored type of the input."""
+def resample_frame(
+    volume: Volume, frame: np.ndarray, desired_volume, options: dict, frame_range=None
+) -> np.ndarray:
+    """One 3-D frame onto the target grid, in the stored type of the input (clamped to the
+    frame's own range, `frame_range` when the caller already knows it)."""
     dtype = volume.data.dtype
     if options["label_map"]:
         labels = label_values(volume.path, frame)
@@ -122,7 +125,7 @@ def resample_frame(volume: Volume, frame: np.ndarray, desired_volume, options: d
     sigmas = (
         antialias_sigmas(frame.shape, desired_volume) if options["antialias"] else (0.0,) * 3
     )
-    low, high = intensity_range(frame)
+    low, high = frame_range if frame_range is not None else intensity_range(frame)
     # The same Gaussian prefilter for both engines (they differ only in the interpolation):
     # the fast engine folds it into its per-axis passes (no full-size float copies); the itk
     # reference blurs the whole frame first with scipy.
@@ -189,7 +192,10 @@ def resample_volume(
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
     resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
     for index in range(frames.shape[3]):
-        resampled[..., index] = resample_frame(volume, frames[..., index], desired_volume, options)
+        known_range = (stored_low, stored_high) if frames.shape[3] == 1 else None
+        resampled[..., index] = resample_frame(
+            volume, frames[..., index], desired_volume, options, known_range
+        )
     # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
     resampled = resampled.reshape(desired_volume + volume.data.shape[3:], order="F")
     new_affine = resampled_affine(volume.affine, volume.spatial_shape, desired_volume)
