@@ -35,6 +35,17 @@ validate(config, schema="../schemas/config.schema.yaml")
 if workflow.is_main_process and release_stale_state():
     logger.warning("An earlier run was killed: removed its stale lock; resuming.")
 
+
+def keep_going_inside_cluster_groups():
+    """A cluster job running a group of volumes (profile: groups/group-components) is an
+    inner Snakemake started without --keep-going: one bad volume would stop the rest of its
+    group. Let the group finish every volume; the group still reports the failure. (Called
+    from an input function: execution settings do not exist yet while this file is read.)
+    """
+    if workflow.remote_exec and workflow.execution_settings is not None:
+        workflow.execution_settings.keep_going = True
+
+
 OUTPUT_PATH = str(Path(config["output_path"]))
 DESIRED_VOLUME = config["desired_volume"]
 
@@ -61,6 +72,7 @@ def log_path(rule_name, prefix):
 
 
 def get_input_volume(wildcards):
+    keep_going_inside_cluster_groups()
     return str(VOLUMES[wildcards.prefix])
 
 

@@ -1,0 +1,288 @@
+"""This workflow on a real (single-node, throw-away) SLURM cluster through the shipped profile.
+
+`snakemake --profile workflow/profiles/slurm` plus only what the test cluster needs on the
+command line (no slurmdbd, so job status from squeue, and fast polling; its partition). Needs a
+Python with snakemake, snakemake-executor-plugin-slurm and this workflow's dependencies
+(`pip install -r requirements-slurm.txt`): the one running pytest or SNAKEMAKE_SLURM_PYTHON;
+skipped with the reason otherwise. About 50-80 s.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from support import (
+    REPO,
+    affine_from,
+    fov_corners,
+    rotation,
+    smooth_volume,
+    write_config,
+    write_nifti,
+)
+
+pytestmark = pytest.mark.slurm
+
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+DESIRED = (10, 9, 6)
+GOOD = ("vol_a", "vol_b", "vol_c")
+BAD = "vol_bad"
+# What the test cluster needs beyond the shipped profile (tests/slurm/NOTES.md):
+# fmt: off
+TEST_CLUSTER_ARGS = [
+    "--slurm-status-command", "squeue",  # no slurmdbd: sacct fails and the run would wait forever
+    "--slurm-init-seconds-before-status-checks", "1",  # poll every second, not every 40 s
+    "--seconds-between-status-checks", "1",
+    "--jobs", "4",
+    # two volumes per SLURM job, so that 4 volumes become 2 jobs running side by side on the
+    # 2-CPU node (the shipped 20 would put them all in one job, run one after another)
+    "--group-components", "resample=2",
+    "--default-resources", "slurm_partition=debug", "runtime=5",  # keep last: it takes a list
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def snakemake_python() -> str:
+    """A Python with snakemake, the slurm plugins and the workflow's packages (checked first)."""
+    candidate = os.environ.get("SNAKEMAKE_SLURM_PYTHON") or sys.executable
+    probe = subprocess.run(
+        [
+            candidate,
+            "-c",
+            "import snakemake, snakemake_executor_plugin_slurm, "
+            "snakemake_executor_plugin_slurm_jobstep, nibabel, SimpleITK, nii_resample",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(
+            f"{candidate} lacks snakemake + snakemake-executor-plugin-slurm + this workflow's "
+            f"packages ({last}); set SNAKEMAKE_SLURM_PYTHON to a Python with "
+            "`pip install -r requirements-slurm.txt`"
+        )
+    return candidate
+
+
+def _snakemake(python, workdir, env, timeout=240):
+    """Run snakemake on this repo through the shipped profile; kill its process group on timeout.
+
+    With a failing status command the SLURM plugin waits forever and ignores SIGTERM.
+    """
+    cmd = [
+        python, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--configfile", "config.yaml",
+        "--profile", str(PROFILE),
+        *TEST_CLUSTER_ARGS,
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"snakemake timed out after {timeout}s:\n{out[-6000:]}")
+    print(f"--- snakemake exit {proc.returncode} after {time.monotonic() - started:.1f}s")
+    return proc.returncode, out
+
+
+def _job_stats(out: str) -> dict:
+    """The 'Job stats' table Snakemake prints before running: {rule: count}."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    stats = {}
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        stats[parts[0]] = int(parts[1])
+    return stats
+
+
+def _read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def _slurm_jobs(cluster) -> dict:
+    """{slurm job id: state} of every job the test cluster still remembers (MinJobAge=300 s)."""
+    listing = cluster.run(["squeue", "--states=all", "-h", "-o", "%i|%T"], check=False).stdout
+    return dict(line.split("|", 1) for line in listing.split())
+
+
+def _make_inputs(work: Path) -> dict:
+    inputs = {}
+    for index, name in enumerate(GOOD):
+        affine = affine_from((0.8, 1.1, 2.5), (-20.0 + index, 15.5, 40.0), rotation(10 * index, 2))
+        path = write_nifti(
+            work / "in" / f"{name}.nii.gz", smooth_volume((20, 18, 12), seed=index), affine
+        )
+        inputs[name] = (path, affine, (20, 18, 12))
+    # a truncated gzip stream: cut a valid volume in half
+    data = write_nifti(
+        work / "tmp.nii.gz", smooth_volume((20, 18, 12), seed=9), np.eye(4)
+    ).read_bytes()
+    (work / "tmp.nii.gz").unlink()
+    (work / "in" / f"{BAD}.nii.gz").write_bytes(data[: len(data) // 2])
+    write_config(work, nii_folder="in", output_path="out", desired_volume=list(DESIRED), qc=False)
+    return inputs
+
+
+def _check_output(work: Path, name: str, affine, shape) -> None:
+    image = nib.load(work / "out" / name / f"{name}_resampled.nii.gz")
+    assert image.shape == DESIRED
+    assert image.get_data_dtype() == np.int16
+    spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
+    expected = np.linalg.norm(affine[:3, :3], axis=0) * np.array(shape) / np.array(DESIRED)
+    np.testing.assert_allclose(spacing, expected, rtol=1e-5)
+    # the field of view (all 8 outer corners, mm) is unchanged
+    np.testing.assert_allclose(
+        fov_corners(image.affine, DESIRED), fov_corners(affine, shape), atol=1e-3
+    )
+
+
+def test_workflow_on_slurm_with_a_bad_volume_then_resume(snakemake_python, slurm_cluster, tmp_path):
+    work = tmp_path / "work"
+    inputs = _make_inputs(work)
+
+    # ---- run 1: three good volumes and a truncated one, bundled two per SLURM job -------
+    earlier_jobs = set(_slurm_jobs(slurm_cluster))
+    rc, out = _snakemake(snakemake_python, work, slurm_cluster.env)
+    print(out[-4000:])
+    assert rc != 0, out
+    assert _job_stats(out)["resample_volume"] == 4, out
+
+    # 4 volumes became 2 SLURM jobs; the one holding the bad volume FAILED
+    jobs = {
+        job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs
+    }
+    assert len(jobs) == 2, jobs
+    assert sorted(jobs.values()) == ["COMPLETED", "FAILED"], jobs
+    failed_id = next(job for job, state in jobs.items() if state == "FAILED")
+    assert "Error in group resample" in out, out
+
+    # the SLURM log of the failed job is kept, named on the console, and holds the reason
+    slurm_log = next((work / ".snakemake" / "slurm_logs").glob(f"group_resample*/{failed_id}.log"))
+    assert str(slurm_log) in out
+    log_text = slurm_log.read_text()
+    assert f"{BAD}.nii.gz: the file is truncated" in log_text
+
+    # failures.tsv: the bad volume with its one-line reason. A good volume that shared the bad
+    # volume's SLURM job and was scheduled after it did not run (the group's inner Snakemake
+    # stops at the first error); it is listed as "did not finish" and runs next time.
+    failures = {
+        Path(row["input_path"]).name: row for row in _read_tsv(work / "out" / "failures.tsv")
+    }
+    assert failures[f"{BAD}.nii.gz"]["reason"].startswith(f"{BAD}.nii.gz: the file is truncated")
+    assert "\n" not in failures[f"{BAD}.nii.gz"]["reason"]
+    assert failures[f"{BAD}.nii.gz"]["log"].endswith(f"logs/resample_volume/{BAD}.log")
+    skipped = {name.removesuffix(".nii.gz") for name in failures} - {BAD}
+    for name in skipped:
+        assert failures[f"{name}.nii.gz"]["reason"].startswith("the job did not finish")
+        assert f"prefix={name}" in log_text, f"{name} was not in the failed SLURM job"
+    # The workflow lets a group job keep going past a bad volume (common.smk), so every good
+    # volume of the failed group is done too.
+    assert not skipped, failures
+    assert "volumes failed (listed in out/failures.tsv)" in out
+
+    # every good volume that ran is kept (not removed as "output of a failed job")
+    done = [name for name in GOOD if name not in skipped]
+    assert len(done) >= 2
+    for name in done:
+        _check_output(work, name, *inputs[name][1:])
+    assert not (work / "out" / BAD).exists()
+    assert not (work / "out" / "manifest.tsv").exists()  # the manifest waits for all volumes
+    mtimes = {
+        name: (work / "out" / name / f"{name}_resampled.nii.gz").stat().st_mtime_ns for name in done
+    }
+
+    # ---- run 2: the bad file is removed; only what is missing runs ----------------------
+    (work / "in" / f"{BAD}.nii.gz").unlink()
+    rc, out = _snakemake(snakemake_python, work, slurm_cluster.env)
+    print(out[-3000:])
+    assert rc == 0, out
+    stats = _job_stats(out)
+    assert stats.get("resample_volume", 0) == len(skipped), stats
+    assert stats["manifest"] == 1, stats
+    for name in done:  # not redone
+        assert (work / "out" / name / f"{name}_resampled.nii.gz").stat().st_mtime_ns == mtimes[name]
+    for name in GOOD:
+        _check_output(work, name, *inputs[name][1:])
+    manifest = _read_tsv(work / "out" / "manifest.tsv")
+    assert [Path(row["input_path"]).name for row in manifest] == [f"{name}.nii.gz" for name in GOOD]
+    assert {row["status"] for row in manifest} == {"ok"}
+    assert {row["new_size"] for row in manifest} == {"x".join(map(str, DESIRED))}
+    assert not (work / "out" / "failures.tsv").exists()
+
+
+def test_generic_cluster_plugin_submits_through_sbatch(snakemake_python, slurm_cluster, tmp_path):
+    """The README's example for other schedulers: any submit command, here sbatch."""
+    probe = subprocess.run(
+        [snakemake_python, "-c", "import snakemake_executor_plugin_cluster_generic"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{snakemake_python} lacks snakemake-executor-plugin-cluster-generic")
+    work = tmp_path / "work"
+    inputs = _make_inputs(work)
+    (work / "in" / f"{GOOD[2]}.nii.gz").unlink()
+    (work / ".snakemake" / "cluster_logs").mkdir(parents=True)
+    submit = (
+        "sbatch --parsable --partition=debug --cpus-per-task={threads} --mem={resources.mem_mb}"
+        " --time={resources.runtime} --job-name=smk-{rule} --output=.snakemake/cluster_logs/%j.log"
+    )
+    cmd = [
+        snakemake_python, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--configfile", "config.yaml",
+        "--executor", "cluster-generic",
+        "--cluster-generic-submit-cmd", submit,
+        "--jobs", "4", "--keep-going", "--latency-wait", "10",
+        "--default-resources", "runtime=5",
+    ]  # fmt: skip
+    earlier_jobs = set(_slurm_jobs(slurm_cluster))
+    proc = subprocess.Popen(
+        cmd, cwd=work, env={**slurm_cluster.env, "PYTHONDONTWRITEBYTECODE": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"snakemake timed out:\n{out[-6000:]}")
+    print(out[-3000:])
+    assert proc.returncode != 0, out  # the bad volume fails; --keep-going finishes the others
+    jobs = {
+        job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs
+    }
+    assert len(jobs) == 3, jobs  # one sbatch per volume (no grouping without the profile)
+    assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED", "FAILED"], jobs
+    for name in GOOD[:2]:
+        _check_output(work, name, *inputs[name][1:])
+    failures = _read_tsv(work / "out" / "failures.tsv")
+    assert [Path(row["input_path"]).name for row in failures] == [f"{BAD}.nii.gz"]
+    assert "the file is truncated" in failures[0]["reason"]
