@@ -68,3 +68,35 @@ def test_command_line(tmp_path, make_dataset):
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: desired_volume must be three positive integers")
+
+
+def test_progress_bar_shows_on_a_terminal(tmp_path, make_dataset):
+    """On a terminal the CLI shows volumes done / total with an ETA (tqdm)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    folder, _ = make_dataset(names=("a", "b", "c"))
+    command = [sys.executable, "-m", "nii_resample", str(folder), str(tmp_path / "out"), "8", "8", "8",
+               "--cores", "1"]
+    pid, descriptor = pty.fork()
+    if pid == 0:  # the child runs with the pseudo-terminal as its stdin/stdout/stderr
+        # A new pseudo-terminal is 0 columns wide; a real one has a size (tqdm sizes the bar).
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        os.environ["PYTHONPATH"] = str(REPO / "scripts")
+        os.execv(sys.executable, command)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(descriptor, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert "Resampling" in text and "3/3" in text, text
+    assert "volume/s" in text or "s/volume" in text

@@ -127,3 +127,14 @@ def test_fixed_input_clears_the_failure_report(tmp_path, make_dataset):
     run_snakemake(tmp_path / "work", config)
     assert not (output / "failures.tsv").exists()
     assert len(pd.read_csv(output / "manifest.tsv", sep="\t")) == 2
+
+
+def test_a_job_that_died_without_a_reason_is_still_reported(tmp_path):
+    """Killed by the scheduler (memory, time): no failure record, no output, maybe no log."""
+    from nii_resample.records import collect_failures
+
+    jobs = [{"input_path": str(tmp_path / "lost.nii.gz"), "output_path": str(tmp_path / "x.nii.gz"),
+             "failure_path": str(tmp_path / "none.tsv"), "log": str(tmp_path / "lost.log")}]
+    (failure,) = collect_failures(jobs)
+    assert failure["reason"].startswith("lost.nii.gz: the job did not finish")
+    assert failure["log"] == "none (see Snakemake's own log)"

@@ -154,3 +154,19 @@ def test_workflow_output_matches_simpleitk_resample(tmp_path, dtype):
             scale = data.max() - data.min()
             tolerance = 1e-6 if engine == "itk" else 1e-3
             assert np.max(np.abs(result - reference)) <= tolerance * scale
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest"])
+def test_other_interpolations_keep_the_grid(tmp_path, interpolation):
+    data = smooth_volume((20, 18, 10))
+    affine = affine_from((1.0, 1.2, 3.0), (4.0, 5.0, 6.0), rotation(25, 2))
+    source = write_nifti(tmp_path / "in.nii.gz", data, affine)
+    record = resample_volume(source, tmp_path / "out.nii.gz", (13, 9, 17),
+                             interpolation=interpolation)
+    image = nib.load(tmp_path / "out.nii.gz")
+    assert record["interpolation"] == interpolation
+    assert_mm_close(fov_corners(image.affine, (13, 9, 17)), fov_corners(nib.load(source).affine, (20, 18, 10)))
+    result = np.asanyarray(image.dataobj)
+    assert data.min() <= result.min() and result.max() <= data.max()
+    if interpolation == "nearest":
+        assert set(np.unique(result)) <= set(np.unique(data))

@@ -78,12 +78,14 @@ def collect_failures(expected: list[dict]) -> list[dict]:
             if rows:
                 failures.append({**rows[0], "log": job["log"]})
                 continue
+        log = job["log"] if Path(job["log"]).exists() else "none (see Snakemake's own log)"
         failures.append(
             {
                 "input_path": job["input_path"],
                 "output_path": job["output_path"],
-                "reason": "the job did not finish (no output and no recorded reason; see its log)",
-                "log": job["log"],
+                "reason": f"{Path(job['input_path']).name}: the job did not finish "
+                "(killed, out of memory or time, or not started; no reason was recorded)",
+                "log": log,
             }
         )
     return failures

@@ -30,9 +30,14 @@ def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
         for row in rows:
             lines.append(
                 f"    {Path(row['input_path']).name}: {row['original_size']} "
-                f"({row['original_spacing']}) -> {row['new_spacing']}"
+                f"({_rounded(row['original_spacing'])}) -> {_rounded(row['new_spacing'])}"
             )
     print("\n".join(lines), flush=True)
+
+
+def _rounded(vector_text: str) -> str:
+    """A comma-separated vector with 4 significant digits, for reading."""
+    return " x ".join(f"{float(value):.4g}" for value in vector_text.split(","))
 
 
 def print_failures(failures: list[dict], report_path, n_volumes: int) -> None:

@@ -179,7 +179,8 @@ def resample_volume(
     options = {
         "engine": engine,
         "interpolation": interpolation,
-        "antialias": bool(antialias),
+        # Nearest neighbour promises input values only: a blur before it would break that.
+        "antialias": bool(antialias) and interpolation != "nearest",
         "label_map": bool(label_map),
         "label_interpolation": label_interpolation,
         "threads": threads,
@@ -213,7 +214,7 @@ def resample_volume(
         "kind": "label_map" if label_map else "image",
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
-        "antialias": bool(antialias and not label_map and downsampling),
+        "antialias": options["antialias"] and not label_map and downsampling,
         "pixel_type": str(volume.data.dtype),
         "original_size": _size_text(volume.data.shape),
         "original_spacing": _vector_text(old_geometry["spacing"]),

@@ -201,7 +201,7 @@ def test_workflow_on_slurm_with_a_bad_volume_then_resume(snakemake_python, slurm
     assert failures[f"{BAD}.nii.gz"]["log"].endswith(f"logs/resample_volume/{BAD}.log")
     skipped = {name.removesuffix(".nii.gz") for name in failures} - {BAD}
     for name in skipped:
-        assert failures[f"{name}.nii.gz"]["reason"].startswith("the job did not finish")
+        assert failures[f"{name}.nii.gz"]["reason"].startswith(f"{name}.nii.gz: the job did not finish")
         assert f"prefix={name}" in log_text, f"{name} was not in the failed SLURM job"
     # The workflow lets a group job keep going past a bad volume (common.smk), so every good
     # volume of the failed group is done too.
