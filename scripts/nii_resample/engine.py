@@ -61,6 +61,7 @@ Only numpy is imported (``concurrent.futures`` lazily when ``threads > 1``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -83,6 +84,15 @@ _MAX_BLOCK_BYTES = 32 << 20  # cap on one (P, n, Q) block buffer
 _GROUP_BYTES = 16 << 20  # biggest per-group intermediate of the in-plane passes
 _MIN_ROW = 512  # shortest contiguous run worth a row-wise recursion; else transpose blocks
 _TRANSPOSE_CHUNK = 256  # lines per transposing copy into a block buffer
+
+# Matrix form of a bspline pass (prefilter + blur + taps as one banded (n_out, n) operator
+# applied with BLAS gemm): entries under _MATRIX_TOL * (row's largest) are dropped, the rows
+# are grouped _MATRIX_CHUNK at a time, each group multiplying only its band of input rows.
+_MATRIX_TOL = {4: 2.0**-27, 8: 2.0**-60}  # by itemsize: below the precision's rounding
+_MATRIX_CHUNK = 32  # output samples per band chunk
+_MATRIX_LINES = 256  # lines per gemm (lines of the innermost axis)
+_MATRIX_COLS = 512  # columns per gemm (other axes)
+_MATRIX_MIN_INNER = 16  # shorter contiguous runs: transpose into (lines, n) buffers
 
 
 # --------------------------------------------------------------------------- validation
@@ -255,6 +265,24 @@ def _gauss_weights(sigma: float) -> np.ndarray:
     return phi / phi.sum()
 
 
+def _prefilter_matrix(n: int) -> np.ndarray:
+    """(n, n) float64 matrix of the cubic B-spline prefilter (no gain), as ITK computes it.
+
+    Column m is the prefilter's response to a unit impulse at m: the very recursion of
+    _AxisOp._prefilter (with ITK's truncated causal start), run on the identity.
+    """
+    c = np.eye(n)
+    v = _causal_init_weights(n)
+    c[0] = v @ c[: len(v)]
+    z = _POLE
+    for k in range(1, n):
+        c[k] += z * c[k - 1]
+    c[n - 1] = (_POLE / (_POLE * _POLE - 1.0)) * (z * c[n - 2] + c[n - 1])
+    for k in range(n - 2, -1, -1):
+        c[k] = z * (c[k + 1] - c[k])
+    return c
+
+
 def _blurred_taps(idx: np.ndarray, weights: np.ndarray, n: int, sigma: float):
     """Taps of "Gaussian (mirror boundary) along the line, then the taps (idx, weights)".
 
@@ -317,10 +345,107 @@ class _AxisOp:
             taps = [(r, w) for r, w in merged.items() if w != 0.0] or [(rows[0], 0.0)]
             self.tap_rows.append(tuple(r for r, _ in taps))
             self.tap_weights.append(tuple(dtype.type(w) for _, w in taps))
+        # bspline: the whole pass (prefilter, blur, taps) as banded matrix chunks
+        self.matrix = self.prefilter
+        if self.matrix:
+            self.chunks = self._matrix_chunks(idx, weights)
         if self.prefilter:
             self.init_w = [dtype.type(v) for v in _causal_init_weights(n)]
             self.z = dtype.type(_POLE)
             self.anti = dtype.type(_POLE / (_POLE * _POLE - 1.0))
+
+    def _matrix_chunks(self, idx, weights):
+        """[(j0, j1, lo, hi, M[j0:j1, lo:hi], its transpose)] of M = taps @ prefilter."""
+        n, n_out, dtype = self.n, self.n_out, self.dtype
+        w = np.zeros((n_out, n))
+        np.add.at(w, (np.broadcast_to(np.arange(n_out), idx.shape), idx), weights)
+        m = w @ _prefilter_matrix(n)
+        mag = np.abs(m)
+        keep = mag >= _MATRIX_TOL[dtype.itemsize] * mag.max(axis=1, keepdims=True)
+        m[~keep] = 0.0
+        first = keep.argmax(axis=1)
+        last = n - 1 - keep[:, ::-1].argmax(axis=1)
+        chunks = []
+        for j0 in range(0, n_out, _MATRIX_CHUNK):
+            j1 = min(j0 + _MATRIX_CHUNK, n_out)
+            lo, hi = int(first[j0:j1].min()), int(last[j0:j1].max()) + 1
+            sub = np.ascontiguousarray(m[j0:j1, lo:hi], dtype=dtype)
+            chunks.append((j0, j1, lo, hi, sub, np.ascontiguousarray(sub.T)))
+        return chunks
+
+    def plan_matrix(self, outer: int, inner: int, parts: int = 1):
+        """Blocks (o0, o1, i0, i1) for run_matrix, and whether they are lines ((L, n) rows).
+
+        Short runs (inner < _MATRIX_MIN_INNER): about _MATRIX_LINES lines (whole outer
+        slices), multiplied as (lines, n) @ M.T; otherwise _MATRIX_COLS columns of one outer
+        index: M @ (n, cols). (`parts` is not needed: there are many blocks, and their size
+        must not change the arithmetic -- see run_matrix.)
+        """
+        if inner < _MATRIX_MIN_INNER:
+            p = max(1, _MATRIX_LINES // inner)
+            return True, [(o, min(o + p, outer), 0, inner) for o in range(0, outer, p)]
+        t = _MATRIX_COLS
+        return False, [(o, o + 1, i, min(i + t, inner)) for o in range(outer) for i in range(0, inner, t)]
+
+    def run_matrix(self, src3, dst3, lines, blocks, scratch):
+        """The pass as gemms of M's band chunks, every one of the same shape per chunk.
+
+        OpenBLAS's result for one element depends on the call's shape (its kernels split the
+        M, N loops differently), not on the element's position in a call of a given shape:
+        so every gemm covers exactly _MATRIX_LINES lines or _MATRIX_COLS columns (a short
+        last tile is padded in scratch), and the result does not depend on the blocking.
+        """
+        dtype, n, n_out = self.dtype, self.n, self.n_out
+        if lines:
+            t = _MATRIX_LINES
+            for o0, o1, _, inner in blocks:
+                src, dst, count = src3[o0:o1], dst3[o0:o1], (o1 - o0) * inner
+                if inner == 1 and src.dtype == dtype:
+                    x = src.reshape(count, n)
+                else:
+                    x = self._scratch(scratch, "mlines", (o1 - o0, inner, n))
+                    np.copyto(x, src.transpose(0, 2, 1), casting="unsafe")
+                    x = x.reshape(count, n)
+                if inner == 1:
+                    y = dst.reshape(count, n_out)
+                else:
+                    y = self._scratch(scratch, "mres", (count, n_out))
+                for r in range(0, count, t):
+                    self._gemm_lines(x[r : r + t], y[r : r + t], scratch)
+                if inner != 1:
+                    np.copyto(dst.transpose(0, 2, 1), y.reshape(o1 - o0, inner, n_out))
+            return
+        t = _MATRIX_COLS
+        for o, _, i0, i1 in blocks:
+            x, y = src3[o, :, i0:i1], dst3[o, :, i0:i1]
+            if i1 - i0 < t or x.dtype != dtype:
+                buf = self._zeros(scratch, "mcols", (n, t))
+                np.copyto(buf[:, : i1 - i0], x, casting="unsafe")
+                x = buf
+            out = y if i1 - i0 == t else self._scratch(scratch, "mcres", (n_out, t))
+            for j0, j1, lo, hi, sub, _ in self.chunks:
+                np.matmul(sub, x[lo:hi], out=out[j0:j1])
+            if out is not y:
+                np.copyto(y, out[:, : i1 - i0])
+
+    def _gemm_lines(self, x, y, scratch):
+        """y = x @ M.T for up to _MATRIX_LINES lines (fewer: padded to that many)."""
+        count = x.shape[0]
+        if count < _MATRIX_LINES:
+            buf = self._zeros(scratch, "mpad", (_MATRIX_LINES, self.n))
+            buf[:count] = x
+            x, y0 = buf, y
+            y = self._scratch(scratch, "mpres", (_MATRIX_LINES, self.n_out))
+        for j0, j1, lo, hi, _, sub_t in self.chunks:
+            np.matmul(x[:, lo:hi], sub_t, out=y[:, j0:j1])
+        if count < _MATRIX_LINES:
+            y0[...] = y[:count]
+
+    def _zeros(self, scratch, tag, shape):
+        arr = scratch.get((tag, shape))
+        if arr is None:
+            arr = scratch[(tag, shape)] = np.zeros(shape, self.dtype)
+        return arr
 
     # -- block geometry --------------------------------------------------------------------
 
@@ -462,14 +587,15 @@ def _axis_pass(src, dst, axis, op, scratch, executor=None, threads=1):
         np.copyto(dst3, src3, casting="unsafe")
         return
     parts = threads if executor is not None else 1
-    transposed, blocks = op.plan(src3.shape[0], src3.shape[2], parts)
+    plan, run = (op.plan_matrix, op.run_matrix) if op.matrix else (op.plan, op.run)
+    transposed, blocks = plan(src3.shape[0], src3.shape[2], parts)
     if parts == 1 or len(blocks) == 1:
-        op.run(src3, dst3, transposed, blocks, scratch[0])
+        run(src3, dst3, transposed, blocks, scratch[0])
         return
     parts = min(parts, len(blocks))
     _gather(
         executor,
-        [(op.run, src3, dst3, transposed, blocks[k::parts], scratch[k]) for k in range(parts)],
+        [(run, src3, dst3, transposed, blocks[k::parts], scratch[k]) for k in range(parts)],
     )
 
 
@@ -521,6 +647,13 @@ def _release(scratch):
     """Drop the scratch buffers of a finished phase (they would not be reused)."""
     for per_thread in scratch:
         per_thread.clear()
+
+
+def _blas_threads(limit: int):
+    """Context manager capping the BLAS thread pools (threadpoolctl, imported lazily)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=limit, user_api="blas")
 
 
 def _memory_order(arr: np.ndarray) -> list:
@@ -607,38 +740,41 @@ def resample_array(
             out = np.take(out, idx[0], axis=p)
         return out.astype(dtype, copy=False).transpose(inv)
 
-    # (nearest with a blur: weighted taps like the others, 1 tap on unblurred axes)
-    ops = {p: _AxisOp(kind, shape[p], target[p], p == scan, dtype, sigma[p]) for p in changed}
-    stages = [(p, ops[p]) for p in changed if p != 0]  # in-plane passes, in order
-    executor = None
-    if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    # bspline passes are BLAS gemms: OpenBLAS would start its own threads; keep it at one
+    # per engine thread (threads > 1 parallelise over blocks, as for the other kinds).
+    with _blas_threads(1) if kind == "bspline" else contextlib.nullcontext():
+        # (nearest with a blur: weighted taps like the others, 1 tap on unblurred axes)
+        ops = {p: _AxisOp(kind, shape[p], target[p], p == scan, dtype, sigma[p]) for p in changed}
+        stages = [(p, ops[p]) for p in changed if p != 0]  # in-plane passes, in order
+        executor = None
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-        executor = ThreadPoolExecutor(max_workers=threads)
-    scratch = [{} for _ in range(threads)]
-    try:
-        out = np.empty(target, dtype)
-        if not stages:  # only axis 0 changes
-            _axis_pass(work, out, 0, ops[0], scratch, executor, threads)
-        elif 0 not in ops:  # only in-plane passes
-            _planes_pass(work, out, stages, scratch, executor, threads)
-        else:
-            # Axis 0 (outermost in memory) needs whole-volume passes; the in-plane passes
-            # run plane group by plane group. Do axis 0 first or last, whichever leaves the
-            # smaller intermediate volume (i.e. the more shrinking side goes first).
-            axis0_first = target[0] * math.prod(shape[1:]) <= shape[0] * math.prod(target[1:])
-            if axis0_first:
-                mid = np.empty((target[0],) + shape[1:], dtype)
-                _axis_pass(work, mid, 0, ops[0], scratch, executor, threads)
-                _release(scratch)
-                _planes_pass(mid, out, stages, scratch, executor, threads)
+            executor = ThreadPoolExecutor(max_workers=threads)
+        scratch = [{} for _ in range(threads)]
+        try:
+            out = np.empty(target, dtype)
+            if not stages:  # only axis 0 changes
+                _axis_pass(work, out, 0, ops[0], scratch, executor, threads)
+            elif 0 not in ops:  # only in-plane passes
+                _planes_pass(work, out, stages, scratch, executor, threads)
             else:
-                mid = np.empty((shape[0],) + target[1:], dtype)
-                _planes_pass(work, mid, stages, scratch, executor, threads)
-                _release(scratch)
-                _axis_pass(mid, out, 0, ops[0], scratch, executor, threads)
-            del mid
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True)
+                # Axis 0 (outermost in memory) needs whole-volume passes; the in-plane passes
+                # run plane group by plane group. Do axis 0 first or last, whichever leaves the
+                # smaller intermediate volume (i.e. the more shrinking side goes first).
+                axis0_first = target[0] * math.prod(shape[1:]) <= shape[0] * math.prod(target[1:])
+                if axis0_first:
+                    mid = np.empty((target[0],) + shape[1:], dtype)
+                    _axis_pass(work, mid, 0, ops[0], scratch, executor, threads)
+                    _release(scratch)
+                    _planes_pass(mid, out, stages, scratch, executor, threads)
+                else:
+                    mid = np.empty((shape[0],) + target[1:], dtype)
+                    _planes_pass(work, mid, stages, scratch, executor, threads)
+                    _release(scratch)
+                    _axis_pass(mid, out, 0, ops[0], scratch, executor, threads)
+                del mid
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True)
     return out.transpose(inv)

@@ -49,7 +49,10 @@ def run_resample_job(
                 {"input_path": str(in_path), "output_path": str(out_path), "reason": reason},
             )
             print(f"ERROR {reason}", file=log)
-            print(f"ERROR {reason}", file=sys.stderr, flush=True)
+            # Leading newline: Snakemake writes to the same console concurrently, and its
+            # lines may lack their newline at this moment; ours must start a line.
+            sys.stderr.write(f"\nERROR {reason}\n")
+            sys.stderr.flush()
             return 1
         write_record(record_path, record)
         failure_path.unlink(missing_ok=True)
