@@ -624,7 +624,7 @@ def single_volume(path: Path, shape, args, work: Path) -> dict:
     single["workflow_cli"] = check_ok(run_measured(
         [sys.executable, str(SCRIPTS / "resample.py"), str(path), str(out / "cli.nii.gz"), *map(str, shape)],
         logs / "single_cli.log"), "resample.py")
-    print(f"[single] resample_volume in-process (step only) ...", flush=True)
+    print("[single] resample_volume in-process (step only) ...", flush=True)
     single["workflow_step"] = run_driver(sys.executable, {"task": "workflow_one", "file": str(path),
                                                           "out_file": str(out / "step.nii.gz"),
                                                           "shape": list(shape), "scripts": str(SCRIPTS)},

@@ -395,3 +395,54 @@ def test_antialias_keeps_constants_and_the_input():
 def test_bad_antialias_sigmas_raise_value_error(sigmas, message):
     with pytest.raises(ValueError, match=message):
         resample_array(np.zeros((4, 4, 4)), (2, 2, 2), antialias_sigmas=sigmas)
+
+
+# --------------------------------------------------------------------------- bspline as gemms
+
+
+def test_prefilter_matrix_is_the_mirror_bspline_prefilter():
+    from scipy.ndimage import spline_filter1d
+
+    rng = np.random.default_rng(29)
+    for n in (2, 3, 7, 18, 19, 64, 301):
+        line = rng.standard_normal(n)
+        ours = engine._GAIN * (engine._prefilter_matrix(n) @ line)
+        ref = spline_filter1d(line, order=3, mode="mirror")
+        # (ITK's causal start, which we reproduce, is truncated at 1e-10 for n > 18)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9 * np.abs(line).max())
+
+
+def test_bspline_passes_use_one_blas_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    run = engine._AxisOp.run_matrix
+
+    def spy(self, *args):
+        seen.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return run(self, *args)
+
+    monkeypatch.setattr(engine._AxisOp, "run_matrix", spy)
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    for threads in (1, 2):
+        resample_array(make_data((30, 40, 50), np.int16, "smooth"), (13, 17, 70), threads=threads)
+    assert seen and set(seen) == {1}
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+
+
+def test_padded_gemm_tiles_give_identical_results(monkeypatch):
+    # runs longer than one gemm tile and not a multiple of it (padded last tiles), in lines
+    # and in columns; plane groups and threads must not change a single bit
+    data = np.asarray(make_data((37, 23, 1100), np.int16, "smooth", seed=31), order="F")
+    new_shape = (16, 40, 530)
+    sigmas = (1.0, 0.0, 0.7)
+    ref = itk_reference(data, new_shape)
+    base = resample_array(data, new_shape)
+    assert relative_error(base, ref, data) < 1e-5
+    blurred = resample_array(data, new_shape, antialias_sigmas=sigmas)
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_GROUP_BYTES", 20000)
+        for threads in (1, 2, 3):
+            np.testing.assert_array_equal(resample_array(data, new_shape, threads=threads), base)
+            out = resample_array(data, new_shape, threads=threads, antialias_sigmas=sigmas)
+            np.testing.assert_array_equal(out, blurred)

@@ -13,7 +13,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .errors import VolumeError
-from .records import FAILURE_COLUMNS, RECORD_COLUMNS, tsv_bytes, write_failures_report
+from .records import RECORD_COLUMNS, tsv_bytes, write_failures_report
 from .nifti import atomic_write_bytes
 from .settings import (
     check_output_location,

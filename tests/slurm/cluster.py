@@ -765,3 +765,21 @@ def single_node_slurm(
         yield cluster.env
     finally:
         cluster.stop()
+
+
+def run_in_own_group(cmd, *, env, cwd, timeout):
+    """Run `cmd` in its own process group, output merged; kill the group on timeout.
+
+    Snakemake with the SLURM executor may wait forever (e.g. when its status command keeps
+    failing) and shrugs off SIGTERM while doing so. Returns (exit status, output); on
+    timeout raises TimeoutError with the end of the output.
+    """
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise TimeoutError(f"timed out after {timeout}s:\n{out[-6000:]}") from None
+    return proc.returncode, out

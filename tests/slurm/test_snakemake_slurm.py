@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cluster import run_in_own_group
 
 pytestmark = pytest.mark.slurm
 
@@ -69,27 +69,10 @@ def snakemake_python() -> str:
 
 
 def _run(cmd, *, env, cwd, timeout):
-    """Run in its own process group; kill that group on timeout.
-
-    Snakemake with the slurm executor may wait forever (e.g. when its status
-    command keeps failing) and shrugs off SIGTERM while doing so.
-    """
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"snakemake timed out after {timeout}s:\n{out[-5000:]}")
-    return proc.returncode, out
+        return run_in_own_group(cmd, env=env, cwd=cwd, timeout=timeout)
+    except TimeoutError as error:
+        pytest.fail(f"snakemake {error}")
 
 
 def test_workflow_through_slurm_executor(snakemake_python, slurm_cluster, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cluster import run_in_own_group
 
 from support import (
     REPO,
@@ -90,23 +90,14 @@ def _snakemake(python, workdir, env, timeout=240):
         *TEST_CLUSTER_ARGS,
     ]  # fmt: skip
     started = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=workdir,
-        env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"snakemake timed out after {timeout}s:\n{out[-6000:]}")
-    print(f"--- snakemake exit {proc.returncode} after {time.monotonic() - started:.1f}s")
-    return proc.returncode, out
+        returncode, out = run_in_own_group(
+            cmd, env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, cwd=workdir, timeout=timeout
+        )
+    except TimeoutError as error:
+        pytest.fail(f"snakemake {error}")
+    print(f"--- snakemake exit {returncode} after {time.monotonic() - started:.1f}s")
+    return returncode, out
 
 
 def _job_stats(out: str) -> dict:
@@ -264,18 +255,14 @@ def test_generic_cluster_plugin_submits_through_sbatch(snakemake_python, slurm_c
         "--default-resources", "runtime=5",
     ]  # fmt: skip
     earlier_jobs = set(_slurm_jobs(slurm_cluster))
-    proc = subprocess.Popen(
-        cmd, cwd=work, env={**slurm_cluster.env, "PYTHONDONTWRITEBYTECODE": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
     try:
-        out, _ = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"snakemake timed out:\n{out[-6000:]}")
+        returncode, out = run_in_own_group(
+            cmd, env={**slurm_cluster.env, "PYTHONDONTWRITEBYTECODE": "1"}, cwd=work, timeout=180
+        )
+    except TimeoutError as error:
+        pytest.fail(f"snakemake {error}")
     print(out[-3000:])
-    assert proc.returncode != 0, out  # the bad volume fails; --keep-going finishes the others
+    assert returncode != 0, out  # the bad volume fails; --keep-going finishes the others
     jobs = {
         job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs
     }
