@@ -215,8 +215,9 @@ def _set_geometry(header: nib.Nifti1Header, affine: np.ndarray) -> None:
     header.set_sform(affine, code=sform_code)
 
 
-def encode_volume(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray) -> bytes:
-    """Uncompressed NIfTI bytes: the template's header fields with a new shape, grid and data.
+def encode_header(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray):
+    """The template's header with a new shape and grid, as bytes up to the voxel offset, and
+    the voxel data as a byte view (no copy when the data are already F-ordered and typed).
 
     The data are written as stored values of the template's type; the template's
     scl_slope/scl_inter are kept, so scaled integers stay scaled integers.
@@ -232,33 +233,54 @@ def encode_volume(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarr
     stream = io.BytesIO()
     header.write_to(stream)
     stream.write(b"\x00" * (offset - stream.tell()))
-    stream.write(np.asarray(data, dtype=header.get_data_dtype()).tobytes(order="F"))
-    return stream.getvalue()
+    stored = np.asarray(data, dtype=header.get_data_dtype())
+    # NIfTI voxels are in F order, which is the C order of the transposed array.
+    voxels = memoryview(np.ascontiguousarray(stored.T)).cast("B")
+    return stream.getvalue(), voxels
+
+
+def encode_volume(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray) -> bytes:
+    """Uncompressed NIfTI bytes (header, extensions, voxels)."""
+    header, voxels = encode_header(template, data, affine)
+    return header + voxels.tobytes()
+
+
+def _compressor(compression_level: int):
+    """A gzip-format (wbits 31) stream compressor; ISA-L for levels 1-3, zlib above."""
+    if compression_level <= ISAL_MAX_LEVEL:
+        from isal import isal_zlib
+
+        return isal_zlib.compressobj(compression_level, isal_zlib.DEFLATED, 31)
+    import zlib
+
+    return zlib.compressobj(compression_level, zlib.DEFLATED, 31)
 
 
 def gzip_bytes(data: bytes, compression_level: int) -> bytes:
-    """Standard gzip (readable by every NIfTI reader), with mtime 0 so output is reproducible."""
-    if compression_level <= ISAL_MAX_LEVEL:
-        return igzip.compress(data, compresslevel=compression_level, mtime=0)
-    import gzip
-
-    return gzip.compress(data, compresslevel=compression_level, mtime=0)
+    """Standard gzip (readable by every NIfTI reader), mtime 0 so the output is reproducible."""
+    compressor = _compressor(compression_level)
+    return compressor.compress(data) + compressor.flush()
 
 
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write to a temporary file in the target folder and rename it: never a partial file."""
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call `write(stream)` on a temporary file in the target folder, then rename it into
+    place: a reader never sees a partial file, and a killed writer leaves none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
+            write(stream)
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(temporary, 0o666 & ~CURRENT_UMASK)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    atomic_write(path, lambda stream: stream.write(payload))
 
 
 def remove_stale_partials(path: str | os.PathLike) -> None:
@@ -276,4 +298,13 @@ def write_volume(
     affine: np.ndarray,
     compression_level: int,
 ) -> None:
-    atomic_write_bytes(path, gzip_bytes(encode_volume(template, data, affine), compression_level))
+    """Write a gzipped NIfTI atomically, compressing straight from the array (no copies)."""
+    header, voxels = encode_header(template, data, affine)
+
+    def write(stream):
+        compressor = _compressor(compression_level)
+        stream.write(compressor.compress(header))
+        stream.write(compressor.compress(voxels))
+        stream.write(compressor.flush())
+
+    atomic_write(path, write)
