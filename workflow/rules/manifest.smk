@@ -16,7 +16,7 @@ rule manifest:
     log:
         f"{OUTPUT_PATH}/logs/manifest.log",
     conda:
-        "../../environment.yml"
+        "../envs/resample.yaml"
     script:
         "../../scripts/manifest.py"
 

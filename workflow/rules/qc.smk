@@ -29,7 +29,7 @@ rule qc_figure:
     log:
         log_path("qc_figure", "{prefix}"),
     conda:
-        "../../environment.yml"
+        "../envs/resample.yaml"
     script:
         "../../scripts/qc.py"
 
@@ -47,7 +47,7 @@ rule qc_overview:
     log:
         f"{OUTPUT_PATH}/logs/qc_overview.log",
     conda:
-        "../../environment.yml"
+        "../envs/resample.yaml"
     script:
         "../../scripts/qc.py"
 
@@ -65,6 +65,6 @@ rule qc_manifest_table:
     log:
         f"{OUTPUT_PATH}/logs/qc_manifest_table.log",
     conda:
-        "../../environment.yml"
+        "../envs/resample.yaml"
     script:
         "../../scripts/qc.py"

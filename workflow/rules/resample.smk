@@ -12,7 +12,7 @@ rule resample_volume:
     benchmark:
         f"{OUTPUT_PATH}/benchmarks/resample_volume/{{prefix}}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/resample.yaml"
     threads: config["threads_per_job"]
     resources:
         mem_mb=estimate_mem_mb,
