@@ -33,6 +33,11 @@ def test_second_run_does_nothing_and_changes_rerun_what_they_touch(tmp_path, mak
     second = run_snakemake(tmp_path / "work", config)
     assert "Nothing to be done" in second.output and _jobs_run(second) == []
 
+    (tmp_path / "out" / "b" / "b_resampled.nii.gz").unlink()  # a user deletes one output
+    restored = run_snakemake(tmp_path / "work", config)
+    assert _jobs_run(restored) == ["b"]
+    assert (tmp_path / "out" / "b" / "b_resampled.nii.gz").exists()
+
     config["desired_volume"] = [9, 8, 8]
     changed = run_snakemake(tmp_path / "work", config)
     assert _jobs_run(changed) == ["a", "b", "c"]
