@@ -239,12 +239,6 @@ def encode_header(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarr
     return stream.getvalue(), voxels
 
 
-def encode_volume(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray) -> bytes:
-    """Uncompressed NIfTI bytes (header, extensions, voxels)."""
-    header, voxels = encode_header(template, data, affine)
-    return header + voxels.tobytes()
-
-
 def _compressor(compression_level: int):
     """A gzip-format (wbits 31) stream compressor; ISA-L for levels 1-3, zlib above."""
     if compression_level <= ISAL_MAX_LEVEL:
@@ -254,12 +248,6 @@ def _compressor(compression_level: int):
     import zlib
 
     return zlib.compressobj(compression_level, zlib.DEFLATED, 31)
-
-
-def gzip_bytes(data: bytes, compression_level: int) -> bytes:
-    """Standard gzip (readable by every NIfTI reader), mtime 0 so the output is reproducible."""
-    compressor = _compressor(compression_level)
-    return compressor.compress(data) + compressor.flush()
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:

@@ -89,7 +89,7 @@ def _parse_int(key: str, value, low: int, high: int | None = None) -> int:
     return number
 
 
-def _parse_choice(key: str, value, choices) -> str:
+def parse_choice(key: str, value, choices) -> str:
     if value not in choices:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
     return value
@@ -126,12 +126,12 @@ def normalise_config(config: dict) -> dict:
     checked["nii_folder"] = str(checked["nii_folder"])
     checked["output_path"] = str(checked["output_path"])
     checked["desired_volume"] = parse_desired_volume(checked["desired_volume"])
-    checked["saving_mode"] = _parse_choice("saving_mode", checked["saving_mode"], SAVING_MODES)
-    checked["engine"] = _parse_choice("engine", checked["engine"], ENGINES)
-    checked["interpolation"] = _parse_choice(
+    checked["saving_mode"] = parse_choice("saving_mode", checked["saving_mode"], SAVING_MODES)
+    checked["engine"] = parse_choice("engine", checked["engine"], ENGINES)
+    checked["interpolation"] = parse_choice(
         "interpolation", checked["interpolation"], INTERPOLATIONS
     )
-    checked["label_interpolation"] = _parse_choice(
+    checked["label_interpolation"] = parse_choice(
         "label_interpolation", checked["label_interpolation"], LABEL_INTERPOLATIONS
     )
     checked["label_maps"] = _parse_patterns("label_maps", checked["label_maps"])

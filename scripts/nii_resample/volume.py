@@ -11,7 +11,7 @@ import numpy as np
 from .antialias import antialias_sigmas, gaussian_blur
 from .errors import VolumeError
 from .labels import resample_label_map
-from .settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
+from .settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS, parse_choice
 from .nifti import (
     Volume,
     itk_geometry,
@@ -172,9 +172,9 @@ def resample_volume(
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    _check_choice("engine", engine, ENGINES)
-    _check_choice("interpolation", interpolation, INTERPOLATIONS)
-    _check_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
+    parse_choice("engine", engine, ENGINES)
+    parse_choice("interpolation", interpolation, INTERPOLATIONS)
+    parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
     desired_volume = tuple(int(n) for n in desired_volume)
     options = {
         "engine": engine,
@@ -229,8 +229,3 @@ def resample_volume(
         "max_after": float(new_high) * slope + inter,
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
