@@ -38,6 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -783,3 +784,24 @@ def run_in_own_group(cmd, *, env, cwd, timeout):
         out, _ = proc.communicate()
         raise TimeoutError(f"timed out after {timeout}s:\n{out[-6000:]}") from None
     return proc.returncode, out
+
+
+def python_with(*modules: str) -> str:
+    """The Python named by SNAKEMAKE_SLURM_PYTHON (else this one) if it imports `modules`;
+    otherwise skip, printing why (the SLURM plugin lives in its own environment)."""
+    import pytest
+
+    candidate = os.environ.get("SNAKEMAKE_SLURM_PYTHON") or sys.executable
+    probe = subprocess.run(
+        [candidate, "-c", "import " + ", ".join(modules)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(
+            f"{candidate} lacks {', '.join(modules)} ({last}); set SNAKEMAKE_SLURM_PYTHON to a "
+            "Python with `pip install -r requirements-slurm.txt`"
+        )
+    return candidate

@@ -7,16 +7,13 @@ one running pytest, or the one named by SNAKEMAKE_SLURM_PYTHON (e.g.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from cluster import run_in_own_group
+from cluster import python_with, run_in_own_group
 
 pytestmark = pytest.mark.slurm
 
@@ -48,24 +45,9 @@ SNAKEFILE = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def snakemake_python() -> str:
     """A Python with snakemake + the slurm plugins (checked before the cluster starts)."""
-    candidate = os.environ.get("SNAKEMAKE_SLURM_PYTHON") or sys.executable
-    probe = subprocess.run(
-        [
-            candidate,
-            "-c",
-            "import snakemake, snakemake_executor_plugin_slurm, "
-            "snakemake_executor_plugin_slurm_jobstep",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return python_with(
+        "snakemake", "snakemake_executor_plugin_slurm", "snakemake_executor_plugin_slurm_jobstep"
     )
-    if probe.returncode != 0:
-        pytest.skip(
-            f"{candidate} lacks snakemake + snakemake-executor-plugin-slurm "
-            "(set SNAKEMAKE_SLURM_PYTHON to a Python that has them)"
-        )
-    return candidate
 
 
 def _run(cmd, *, env, cwd, timeout):

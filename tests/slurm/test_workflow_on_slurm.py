@@ -10,16 +10,14 @@ skipped with the reason otherwise. About 50-80 s.
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from cluster import run_in_own_group
+from cluster import python_with, run_in_own_group
 
 from support import (
     REPO,
@@ -55,26 +53,10 @@ TEST_CLUSTER_ARGS = [
 @pytest.fixture(scope="module")
 def snakemake_python() -> str:
     """A Python with snakemake, the slurm plugins and the workflow's packages (checked first)."""
-    candidate = os.environ.get("SNAKEMAKE_SLURM_PYTHON") or sys.executable
-    probe = subprocess.run(
-        [
-            candidate,
-            "-c",
-            "import snakemake, snakemake_executor_plugin_slurm, "
-            "snakemake_executor_plugin_slurm_jobstep, nibabel, SimpleITK, nii_resample",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return python_with(
+        "snakemake", "snakemake_executor_plugin_slurm", "snakemake_executor_plugin_slurm_jobstep",
+        "nibabel", "SimpleITK", "nii_resample"
     )
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(
-            f"{candidate} lacks snakemake + snakemake-executor-plugin-slurm + this workflow's "
-            f"packages ({last}); set SNAKEMAKE_SLURM_PYTHON to a Python with "
-            "`pip install -r requirements-slurm.txt`"
-        )
-    return candidate
 
 
 def _snakemake(python, workdir, env, timeout=240):
