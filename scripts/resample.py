@@ -1,52 +1,34 @@
 """Resample one NIfTI volume: the workflow's per-volume job, and a command line for one file.
 
-The work is done by the pure function `resample_volume` (nii_resample.volume); this file only
-connects it to Snakemake (the shim at the bottom) and to the shell (`main`).
+    python scripts/resample.py in.nii.gz out.nii.gz 128 128 64 [--engine itk] [--label-map] ...
+
+The work is done by the pure function `resample_volume` (nii_resample.volume). The rule runs
+this file as a shell command, adding --log/--record/--failure-record (nii_resample.jobs), not
+through `script:`, which costs Snakemake ~0.4 ms per job while planning (docs/benchmarks.md).
 """
 
-import argparse
 import sys
 
 from nii_resample.errors import VolumeError
-from nii_resample.jobs import run_resample_job
-from nii_resample.settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
+from nii_resample.jobs import build_parser, run_resample_job
 from nii_resample.volume import resample_volume
 
 __all__ = ["resample_volume", "main"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("in_path", help="input .nii.gz volume")
-    parser.add_argument("out_path", help="output .nii.gz path (folders are created)")
-    parser.add_argument("size", nargs=3, type=int, metavar=("X", "Y", "Z"), help="voxels per axis")
-    parser.add_argument("--engine", choices=ENGINES, default="fast")
-    parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="bspline")
-    parser.add_argument(
-        "--no-antialias", dest="antialias", action="store_false", help="no Gaussian prefilter"
-    )
-    parser.add_argument("--label-map", action="store_true", help="the input is a label map")
-    parser.add_argument(
-        "--label-interpolation", choices=LABEL_INTERPOLATIONS, default="linear_argmax"
-    )
-    parser.add_argument("--compression-level", type=int, default=1, choices=range(1, 10))
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    if min(args.size) < 1:
+    parser = build_parser(__doc__.splitlines()[0])
+    args = vars(parser.parse_args(argv))
+    if min(args["desired_volume"]) < 1:
         parser.error("X, Y and Z must be positive integers")
+    in_path, out_path = args.pop("in_path"), args.pop("out_path")
+    job_files = {key: args.pop(key) for key in ("record_path", "failure_path", "log_path")}
+    if any(job_files.values()):
+        if not all(job_files.values()):
+            parser.error("--log, --record and --failure-record go together")
+        return run_resample_job(in_path, out_path, **job_files, **args)
     try:
-        record = resample_volume(
-            args.in_path,
-            args.out_path,
-            args.size,
-            engine=args.engine,
-            interpolation=args.interpolation,
-            antialias=args.antialias,
-            label_map=args.label_map,
-            label_interpolation=args.label_interpolation,
-            compression_level=args.compression_level,
-            threads=args.threads,
-        )
+        record = resample_volume(in_path, out_path, **args)
     except VolumeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -54,17 +36,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if "snakemake" in globals():  # run by the workflow's `script:` directive
-    sys.exit(
-        run_resample_job(
-            snakemake.input.volume,
-            snakemake.output.volume,
-            snakemake.output.record,
-            snakemake.params.failure_record,
-            snakemake.log[0],
-            threads=snakemake.threads,
-            **snakemake.params.options,
-        )
-    )
-elif __name__ == "__main__":
+if __name__ == "__main__":
     sys.exit(main())

@@ -67,8 +67,11 @@ def write_config(folder: Path, **settings) -> Path:
     return path
 
 
-def run_snakemake(workdir, config: dict | None = None, *extra, cores=2, check=True, timeout=600):
-    """`python -m snakemake` on this repo's Snakefile, in `workdir`, with `config` as its file."""
+def run_snakemake(
+    workdir, config: dict | None = None, *extra, cores=2, check=True, timeout=600, env=None
+):
+    """`python -m snakemake` on this repo's Snakefile, in `workdir`, with `config` as its file
+    (`env`: the environment instead of this process's own)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -91,7 +94,7 @@ def run_snakemake(workdir, config: dict | None = None, *extra, cores=2, check=Tr
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**(os.environ if env is None else env), "PYTHONDONTWRITEBYTECODE": "1"},
     )
     result.output = result.stdout + result.stderr
     if check and result.returncode != 0:

@@ -11,6 +11,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from nii_resample.errors import ConfigError, InputFolderError
+from nii_resample.jobs import job_arguments, put_python_first_on_path
 from nii_resample.nifti import read_header
 from nii_resample.resume import release_stale_state
 from nii_resample.settings import (
@@ -71,9 +72,20 @@ def log_path(rule_name, prefix):
     return f"{OUTPUT_PATH}/logs/{rule_name}/{prefix}.log"
 
 
-def get_input_volume(wildcards):
-    keep_going_inside_cluster_groups()
-    return str(VOLUMES[wildcards.prefix])
+def input_volume_pattern():
+    """Inputs are `<prefix>.nii.gz` directly in nii_folder (settings.discover_volumes).
+
+    A pattern, not an input function: with 10,000 volumes every function a rule calls per
+    job adds about half a second to planning (docs/benchmarks.md).
+    """
+    return str(Path(config["nii_folder"]) / "{prefix}.nii.gz")
+
+
+# The per-volume jobs run `python3 scripts/resample.py` (resample.smk): make that this
+# interpreter, with its packages, even when its venv is not activated (as Snakemake does for
+# `script:`). With --use-conda the job activates its environment, whose python3 comes first.
+put_python_first_on_path(sys.executable)
+RESAMPLE_SCRIPT = str(Path(workflow.basedir) / "scripts" / "resample.py")
 
 
 def get_final_output():
@@ -92,9 +104,11 @@ def get_final_output():
     return outputs
 
 
-def get_resample_options(wildcards):
-    """Options of the per-volume function; a change in any of them reruns the volume."""
-    return job_options(config, VOLUMES[wildcards.prefix].name)
+def get_resample_arguments(wildcards):
+    """Options of the per-volume job, as its command-line words; a change in any of them
+    reruns the volume (Snakemake compares params)."""
+    keep_going_inside_cluster_groups()
+    return job_arguments(job_options(config, VOLUMES[wildcards.prefix].name))
 
 
 def estimate_mem_mb(wildcards, input, attempt):

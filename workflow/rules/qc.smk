@@ -14,7 +14,7 @@ localrules:
 
 rule qc_figure:
     input:
-        volume=get_input_volume,
+        volume=input_volume_pattern(),
         resampled=resampled_volume_pattern(),
         record=record_path("{prefix}"),
     output:

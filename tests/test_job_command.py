@@ -1,0 +1,68 @@
+"""The per-volume job is a shell command (`python3 scripts/resample.py ...`): it runs the
+options the workflow computed, with the interpreter that runs Snakemake."""
+
+import itertools
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+
+from support import REPO, run_snakemake
+from nii_resample.jobs import build_parser, job_arguments
+from nii_resample.settings import DEFAULTS, job_options, normalise_config
+
+RESAMPLE_SCRIPT = REPO / "scripts" / "resample.py"
+
+
+@pytest.mark.parametrize(
+    "engine, interpolation, antialias, label_interpolation, compression_level, name",
+    list(itertools.product(
+        ("fast", "itk"), ("bspline", "nearest"), (True, False), ("linear_argmax", "nearest"),
+        (1, 9), ("ct.nii.gz", "ct_seg.nii.gz", "it's a scan.nii.gz"),
+    )),
+)
+def test_command_line_carries_every_option(
+    engine, interpolation, antialias, label_interpolation, compression_level, name
+):
+    config = normalise_config({
+        "nii_folder": "in", "output_path": "out", "desired_volume": [7, 300, 1],
+        "engine": engine, "interpolation": interpolation, "antialias": antialias,
+        "label_interpolation": label_interpolation, "compression_level": compression_level,
+        "label_maps": ["*_seg.nii.gz"],
+    })
+    options = job_options(config, name)
+    words = ["in dir/" + name, "out.nii.gz", *shlex.split(job_arguments(options))]
+    parsed = vars(build_parser().parse_args(words))
+    assert parsed["in_path"] == "in dir/" + name
+    assert {key: parsed[key] for key in options} == options
+    assert parsed["threads"] == DEFAULTS["threads_per_job"]
+
+
+def test_job_files_go_together(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(RESAMPLE_SCRIPT), "in.nii.gz", "out.nii.gz", "4", "4", "4",
+         "--log", str(tmp_path / "job.log")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "--log, --record and --failure-record go together" in result.stderr
+
+
+def test_jobs_use_the_interpreter_running_snakemake(tmp_path, make_dataset):
+    """Snakemake started by its full path, its venv not on PATH (not activated) and another
+    python3 first on PATH: the jobs must still run this interpreter, with its packages."""
+    folder, _ = make_dataset(names=("ct",))
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "python3").write_text("#!/bin/sh\necho 'wrong python3' >&2\nexit 3\n")
+    (decoy / "python3").chmod(0o755)
+    run_snakemake(
+        tmp_path / "work",
+        {"nii_folder": str(folder), "output_path": str(tmp_path / "out"),
+         "desired_volume": [8, 8, 8]},
+        env={"PATH": f"{decoy}:/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+    assert nib.load(tmp_path / "out" / "ct" / "ct_resampled.nii.gz").shape == (8, 8, 8)
