@@ -69,7 +69,7 @@ def run_job(snakemake) -> None:
     with open(snakemake.log[0], "w", encoding="utf-8") as log:
         try:
             if snakemake.rule == "qc_figure":
-                record = read_rows(snakemake.input.record)[0]
+                record = read_rows(snakemake.params.record)[0]
                 written = qc_figure(
                     snakemake.input.volume,
                     snakemake.input.resampled,

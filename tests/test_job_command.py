@@ -1,5 +1,6 @@
 """The per-volume job is a shell command (`python3 scripts/resample.py ...`): it runs the
-options the workflow computed, with the interpreter that runs Snakemake."""
+options the workflow computed, with the interpreter that runs Snakemake, and its record
+(the manifest row) exists exactly when its volume does."""
 
 import itertools
 import shlex
@@ -66,3 +67,37 @@ def test_jobs_use_the_interpreter_running_snakemake(tmp_path, make_dataset):
         env={"PATH": f"{decoy}:/usr/bin:/bin", "HOME": str(Path.home())},
     )
     assert nib.load(tmp_path / "out" / "ct" / "ct_resampled.nii.gz").shape == (8, 8, 8)
+
+
+def test_record_is_written_just_before_the_volume_appears(tmp_path, make_dataset):
+    """A volume never exists without its record (a kill between the two leaves neither)."""
+    from nii_resample.volume import resample_volume
+
+    _, inputs = make_dataset(names=("ct",))
+    target = tmp_path / "out" / "ct_resampled.nii.gz"
+    seen = {}
+
+    def before_commit(row):
+        seen["volume_existed"] = target.exists()
+        seen["partials"] = list(target.parent.glob(".ct_resampled.nii.gz.*.partial"))
+        seen["row"] = dict(row)
+
+    row = resample_volume(inputs["ct"], target, (8, 8, 8), before_commit=before_commit)
+    assert seen["volume_existed"] is False and len(seen["partials"]) == 1
+    assert seen["row"] == row and row["seconds"] > 0
+    assert target.exists() and not list(target.parent.glob("*.partial"))
+
+
+def test_a_failed_job_leaves_no_record_of_an_earlier_run(tmp_path):
+    from nii_resample.jobs import run_resample_job
+
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a NIfTI file")
+    record, failure = tmp_path / "records" / "broken.tsv", tmp_path / "failed" / "broken.tsv"
+    record.parent.mkdir()
+    record.write_text("input_path\tstatus\nold\tok\n")  # left by an earlier, good run
+    status = run_resample_job(broken, tmp_path / "out.nii.gz", record, failure,
+                              tmp_path / "job.log", [4, 4, 4])
+    assert status == 1
+    assert not record.exists() and failure.exists()
+    assert not (tmp_path / "out.nii.gz").exists()

@@ -55,3 +55,18 @@ def test_debug_prints_a_summary(tmp_path, make_dataset):
     quiet = run_snakemake(tmp_path / "work2", {**config, "debug": False,
                                                 "output_path": str(tmp_path / "out2")})
     assert "Resampling summary" not in quiet.output
+
+
+def test_a_deleted_record_is_named_when_the_manifest_is_rebuilt(tmp_path, make_dataset):
+    """Records are written beside the volumes (not tracked by Snakemake: cheaper planning);
+    a record deleted by hand is reported in one line when the manifest next runs."""
+    folder, _ = make_dataset(names=("ct", "mri"))
+    output = tmp_path / "out"
+    config = {"nii_folder": str(folder), "output_path": str(output), "desired_volume": [8, 8, 8]}
+    run_snakemake(tmp_path / "work", config)
+    (output / "records" / "ct.tsv").unlink()
+    (output / "mri" / "mri_resampled.nii.gz").unlink()  # makes the manifest run again
+    result = run_snakemake(tmp_path / "work", config, check=False)
+    assert result.returncode != 0
+    assert f"ERROR {output / 'records' / 'ct.tsv'}: the record of a resampled volume is missing" in result.output
+    assert (output / "mri" / "mri_resampled.nii.gz").exists()  # the other volume was redone

@@ -78,7 +78,10 @@ def run_resample_job(
 ) -> int:
     """Resample one volume; on bad input, a one-line reason goes to the log, the console and
     a failure record, no output is left behind, and the exit status is 1."""
-    failure_path = Path(failure_path)
+    failure_path, record_path = Path(failure_path), Path(record_path)
+    # The record is written just before the volume is renamed into place; one left by an
+    # earlier run of this volume (whose output Snakemake has removed) must not outlive it.
+    record_path.unlink(missing_ok=True)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         print(
@@ -88,7 +91,13 @@ def run_resample_job(
             flush=True,
         )
         try:
-            record = resample_volume(in_path, out_path, desired_volume, **options)
+            record = resample_volume(
+                in_path,
+                out_path,
+                desired_volume,
+                before_commit=lambda row: write_record(record_path, row),
+                **options,
+            )
         except Exception as error:  # every failure must end as a one-line reason
             if isinstance(error, VolumeError):
                 reason = _one_line(error)
@@ -96,6 +105,7 @@ def run_resample_job(
                 reason = _one_line(f"{Path(in_path).name}: {type(error).__name__}: {error}")
                 traceback.print_exc(file=log)
             Path(out_path).unlink(missing_ok=True)
+            record_path.unlink(missing_ok=True)
             write_failure(
                 failure_path,
                 {"input_path": str(in_path), "output_path": str(out_path), "reason": reason},
@@ -106,7 +116,6 @@ def run_resample_job(
             sys.stderr.write(f"\nERROR {reason}\n")
             sys.stderr.flush()
             return 1
-        write_record(record_path, record)
         failure_path.unlink(missing_ok=True)
         print(
             f"done in {record['seconds']} s: {record['original_size']} -> {record['new_size']}, "

@@ -250,9 +250,10 @@ def _compressor(compression_level: int):
     return zlib.compressobj(compression_level, zlib.DEFLATED, 31)
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
+def atomic_write(path: str | os.PathLike, write, before_replace=None) -> None:
     """Call `write(stream)` on a temporary file in the target folder, then rename it into
-    place: a reader never sees a partial file, and a killed writer leaves none."""
+    place: a reader never sees a partial file, and a killed writer leaves none.
+    `before_replace()`, if given, runs once the file is complete, just before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -261,6 +262,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             write(stream)
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(temporary, 0o666 & ~CURRENT_UMASK)
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -285,8 +288,10 @@ def write_volume(
     data: np.ndarray,
     affine: np.ndarray,
     compression_level: int,
+    before_replace=None,
 ) -> None:
-    """Write a gzipped NIfTI atomically, compressing straight from the array (no copies)."""
+    """Write a gzipped NIfTI atomically, compressing straight from the array (no copies);
+    `before_replace` as in atomic_write."""
     header, voxels = encode_header(template, data, affine)
 
     def write(stream):
@@ -295,4 +300,4 @@ def write_volume(
         stream.write(compressor.compress(voxels))
         stream.write(compressor.flush())
 
-    atomic_write(path, write)
+    atomic_write(path, write, before_replace)

@@ -159,6 +159,7 @@ def resample_volume(
     label_interpolation: str = "linear_argmax",
     compression_level: int = 1,
     threads: int = 1,
+    before_commit=None,
 ) -> dict:
     """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels and write `out_path` atomically.
 
@@ -168,7 +169,9 @@ def resample_volume(
     Gaussian anti-aliasing prefilter on shrinking axes when `antialias`; label maps use
     `label_interpolation` and never get a label that was not in the input. A 4-D series is
     resampled frame by frame, keeping its 4th axis. Returns the manifest row; raises
-    VolumeError with a one-line reason naming the file.
+    VolumeError with a one-line reason naming the file. `before_commit(row)`, if given, is
+    called with the row once the output is complete, just before it is renamed into place
+    (the workflow writes the row there, so a volume never exists without its row).
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -200,13 +203,11 @@ def resample_volume(
     # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
     resampled = resampled.reshape(desired_volume + volume.data.shape[3:], order="F")
     new_affine = resampled_affine(volume.affine, volume.spatial_shape, desired_volume)
-    write_volume(out_path, volume.header, resampled, new_affine, compression_level)
-
     slope, inter = volume.intensity_scaling
     new_low, new_high = intensity_range(resampled)
     old_geometry, new_geometry = itk_geometry(volume.affine), itk_geometry(new_affine)
     downsampling = any(n_in > n_out for n_in, n_out in zip(volume.spatial_shape, desired_volume))
-    return {
+    row = {
         "input_path": str(in_path),
         "output_path": str(out_path),
         "status": "ok",
@@ -227,5 +228,13 @@ def resample_volume(
         "max_before": float(stored_high) * slope + inter,
         "min_after": float(new_low) * slope + inter,
         "max_after": float(new_high) * slope + inter,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": None,  # at the end of the write, below
     }
+
+    def finish_row():
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        if before_commit is not None:
+            before_commit(row)
+
+    write_volume(out_path, volume.header, resampled, new_affine, compression_level, finish_row)
+    return row

@@ -10,13 +10,15 @@ localrules:
 
 rule manifest:
     input:
-        records=expand(record_path("{prefix}"), prefix=VOLUMES),
+        volumes=expand(resampled_volume_pattern(), prefix=VOLUMES),
     output:
         manifest=f"{OUTPUT_PATH}/manifest.tsv",
     log:
         f"{OUTPUT_PATH}/logs/manifest.log",
     conda:
         "../envs/resample.yaml"
+    params:
+        records=expand(record_path("{prefix}"), prefix=VOLUMES),
     script:
         "../../scripts/manifest.py"
 

@@ -16,20 +16,21 @@ rule qc_figure:
     input:
         volume=input_volume_pattern(),
         resampled=resampled_volume_pattern(),
-        record=record_path("{prefix}"),
     output:
         png=report(
             f"{OUTPUT_PATH}/qc/{{prefix}}.png",
             caption="../report/qc_figure.rst",
             category="Volumes",
-            labels=lambda wildcards, input: report_labels(
-                wildcards.prefix, input.record
+            labels=lambda wildcards: report_labels(
+                wildcards.prefix, record_path(wildcards.prefix)
             ),
         ),
     log:
         log_path("qc_figure", "{prefix}"),
     conda:
         "../envs/resample.yaml"
+    params:
+        record=record_path("{prefix}"),
     script:
         "../../scripts/qc.py"
 

@@ -6,7 +6,6 @@ rule resample_volume:
         volume=input_volume_pattern(),
     output:
         volume=resampled_volume_pattern(),
-        record=record_path("{prefix}"),
     log:
         log_path("resample_volume", "{prefix}"),
     benchmark:
@@ -19,10 +18,14 @@ rule resample_volume:
     params:
         script=RESAMPLE_SCRIPT,
         options=get_resample_arguments,
+        # Not outputs: each output file costs Snakemake ~25 % more planning per job. The
+        # record is written just before the volume appears (nii_resample.jobs), and read by
+        # the manifest; the failure record is the one-line reason of a failed volume.
+        record=record_path("{prefix}"),
         failure_record=failure_record_path("{prefix}"),
     # A shell command rather than `script:`: same script, but Snakemake plans 10,000 jobs
     # ~4 s faster without reading the script's source for each of them (docs/benchmarks.md).
     shell:
         "python3 {params.script:q} {input.volume:q} {output.volume:q} {params.options}"
-        " --threads {threads} --log {log:q} --record {output.record:q}"
+        " --threads {threads} --log {log:q} --record {params.record:q}"
         " --failure-record {params.failure_record:q}"
