@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -148,26 +149,41 @@ def workflow_env() -> dict:
     return env
 
 
+# Linux counts in a child's peak RSS (ru_maxrss) the memory of the process it was forked
+# from: children of this (large, after generating the dataset) process would all report at
+# least its size. So each measured command is started by this small launcher, and its
+# figures are the launcher's wait4() of the command.
+LAUNCHER = """
+import json, os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as report:
+    json.dump({"status": status, "cpu_s": usage.ru_utime + usage.ru_stime,
+               "maxrss_kb": usage.ru_maxrss}, report)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(cmd, log_path, *, cwd=None, env=None, timeout=7200.0) -> dict:
     """Run `cmd`; wall time, CPU time (user+sys of it and every descendant it waited for)
-    and peak RSS (the largest single process of that tree), from wait4()."""
+    and peak RSS (the largest single process of that tree), from wait4() in a launcher."""
     if env is None and str(cmd[0]) == sys.executable:
         env = workflow_env()
     load_before = os.getloadavg()[0]
+    usage_path = Path(f"{log_path}.usage.json")
+    usage_path.unlink(missing_ok=True)
     with open(log_path, "w") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - started > timeout:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.01)
+        process = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(usage_path), *map(str, cmd)],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                   start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+    usage = json.loads(usage_path.read_text()) if usage_path.exists() else {}
     text = Path(log_path).read_text(errors="replace")
     driver = None
     for line in text.splitlines():
@@ -177,8 +193,8 @@ def run_measured(cmd, log_path, *, cwd=None, env=None, timeout=7200.0) -> dict:
         "cmd": [str(c) for c in cmd],
         "returncode": process.returncode,
         "wall_s": wall,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024.0,
+        "cpu_s": usage.get("cpu_s", float("nan")),
+        "peak_rss_mb": usage.get("maxrss_kb", float("nan")) / 1024.0,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
         "log": str(log_path),
