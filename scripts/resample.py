@@ -3,14 +3,16 @@
     python scripts/resample.py in.nii.gz out.nii.gz 128 128 64 [--engine itk] [--label-map] ...
 
 The work is done by the pure function `resample_volume` (nii_resample.volume). The rule runs
-this file as a shell command, adding --log/--record/--failure-record (nii_resample.jobs), not
-through `script:`, which costs Snakemake ~0.4 ms per job while planning (docs/benchmarks.md).
+this file as a shell command, adding --log/--record/--failure-record (nii_resample.command,
+nii_resample.jobs), not through `script:`, for which Snakemake reads the script's source for
+every job while planning: 2 M instructions per job (docs/benchmarks.md).
 """
 
 import sys
 
 from nii_resample.errors import VolumeError
-from nii_resample.jobs import build_parser, run_resample_job
+from nii_resample.command import build_parser
+from nii_resample.jobs import run_resample_job
 from nii_resample.volume import resample_volume
 
 __all__ = ["resample_volume", "main"]

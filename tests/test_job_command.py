@@ -12,7 +12,7 @@ import nibabel as nib
 import pytest
 
 from support import REPO, run_snakemake
-from nii_resample.jobs import build_parser, job_arguments
+from nii_resample.command import build_parser, job_arguments
 from nii_resample.settings import DEFAULTS, job_options, normalise_config
 
 RESAMPLE_SCRIPT = REPO / "scripts" / "resample.py"

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from nii_resample.errors import ConfigError, InputFolderError
-from nii_resample.jobs import job_arguments, put_python_first_on_path
+from nii_resample.command import job_arguments, put_python_first_on_path
 from nii_resample.nifti import read_header
 from nii_resample.resume import release_stale_state
 from nii_resample.settings import (

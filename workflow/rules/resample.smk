@@ -18,7 +18,7 @@ rule resample_volume:
     params:
         script=RESAMPLE_SCRIPT,
         options=get_resample_arguments,
-        # Not outputs: each output file costs Snakemake ~25 % more planning per job. The
+        # Not outputs: a second output cost Snakemake 40 % more planning per job. The
         # record is written just before the volume appears (nii_resample.jobs), and read by
         # the manifest; the failure record is the one-line reason of a failed volume.
         record=record_path("{prefix}"),

@@ -1,0 +1,70 @@
+"""The per-volume job's command line (the resample rule's shell command runs
+scripts/resample.py): its parser, the words for a volume's options, and the interpreter.
+
+Kept free of the numerical modules: the workflow imports it while Snakemake starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+
+from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The command line of scripts/resample.py: one volume, by hand or as a workflow job."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("in_path", help="input .nii.gz volume")
+    parser.add_argument("out_path", help="output .nii.gz path (folders are created)")
+    parser.add_argument(
+        "desired_volume", nargs=3, type=int, metavar=("X", "Y", "Z"), help="voxels per axis"
+    )
+    parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS["engine"])
+    parser.add_argument(
+        "--interpolation", choices=INTERPOLATIONS, default=DEFAULTS["interpolation"]
+    )
+    parser.add_argument(
+        "--no-antialias", dest="antialias", action="store_false", help="no Gaussian prefilter"
+    )
+    parser.add_argument("--label-map", action="store_true", help="the input is a label map")
+    parser.add_argument(
+        "--label-interpolation",
+        choices=LABEL_INTERPOLATIONS,
+        default=DEFAULTS["label_interpolation"],
+    )
+    parser.add_argument(
+        "--compression-level",
+        type=int,
+        default=DEFAULTS["compression_level"],
+        choices=range(1, 10),
+    )
+    parser.add_argument("--threads", type=int, default=DEFAULTS["threads_per_job"])
+    job = parser.add_argument_group(
+        "workflow job", "given together: write a log, a manifest record or a failure record"
+    )
+    job.add_argument("--log", dest="log_path", help="job log (the one-line reason on failure)")
+    job.add_argument("--record", dest="record_path", help="one-row TSV for the manifest")
+    job.add_argument("--failure-record", dest="failure_path", help="one-row TSV on failure")
+    return parser
+
+
+def put_python_first_on_path(executable: str) -> None:
+    """Let `python3` in the jobs' shell commands be `executable` (as activating its venv would)."""
+    os.environ["PATH"] = os.pathsep.join([str(Path(executable).parent), os.environ.get("PATH", "")])
+
+
+def job_arguments(options: dict) -> str:
+    """settings.job_options(...) as the words build_parser() reads (shell-quoted), so that
+    the rule's shell command runs exactly the options the workflow computed."""
+    words = [str(size) for size in options["desired_volume"]]
+    words += ["--engine", options["engine"], "--interpolation", options["interpolation"]]
+    words += ["--label-interpolation", options["label_interpolation"]]
+    words += ["--compression-level", str(options["compression_level"])]
+    if not options["antialias"]:
+        words.append("--no-antialias")
+    if options["label_map"]:
+        words.append("--label-map")
+    return shlex.join(words)
