@@ -50,17 +50,18 @@ def test_schema_defaults_match_the_code():
 
 def test_discovery_skips_hidden_subfolders_and_outputs(tmp_path):
     for name in ["a.nii.gz", "with space.nii.gz", ".hidden.nii.gz", "a_resampled.nii.gz",
-                 "notes.txt", "b.nii"]:
+                 "notes.txt", "b.nii", ".nii", "c.nii.gz.bak"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub.nii.gz").mkdir()
     (tmp_path / "sub.nii.gz" / "c.nii.gz").write_bytes(b"x")
-    assert list(discover_volumes(tmp_path)) == ["a", "with space"]
+    assert discover_volumes(tmp_path) == {
+        "a": tmp_path / "a.nii.gz", "b": tmp_path / "b.nii", "with space": tmp_path / "with space.nii.gz"}
 
 
 def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(InputFolderError, match="does not exist"):
         discover_volumes(tmp_path / "nowhere")
-    with pytest.raises(InputFolderError, match="contains no .nii.gz volumes"):
+    with pytest.raises(InputFolderError, match=r"contains no NIfTI volumes .*: it is empty"):
         discover_volumes(tmp_path)
 
 
@@ -103,7 +104,8 @@ def test_workflow_refuses_empty_folder(tmp_path):
     config = {"nii_folder": str(tmp_path / "empty"), "output_path": str(tmp_path / "out"),
               "desired_volume": [8, 8, 8]}
     result = run_snakemake(tmp_path / "work", config, check=False)
-    _assert_clean_refusal(result, "contains no .nii.gz volumes", tmp_path / "out")
+    _assert_clean_refusal(result, "contains no NIfTI volumes (*.nii.gz or *.nii): it is empty",
+                          tmp_path / "out")
 
 
 def test_folder_mode_refuses_to_write_into_the_inputs(tmp_path, make_dataset):

@@ -16,7 +16,8 @@ SAVING_MODES = ("case", "folder")
 ENGINES = ("fast", "itk")
 INTERPOLATIONS = ("bspline", "linear", "nearest")
 LABEL_INTERPOLATIONS = ("linear_argmax", "nearest")
-VOLUME_SUFFIX = ".nii.gz"
+# Input volumes: gzipped or plain NIfTI-1/-2 (outputs are always .nii.gz).
+VOLUME_SUFFIXES = (".nii.gz", ".nii")
 RESAMPLED_SUFFIX = "_resampled.nii.gz"
 REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
 # Mirrors the defaults in workflow/schemas/config.schema.yaml (a test keeps them in step).
@@ -143,30 +144,74 @@ def normalise_config(config: dict) -> dict:
     return checked
 
 
-def discover_volumes(nii_folder: str | os.PathLike) -> dict[str, Path]:
-    """{prefix: path} for every regular `*.nii.gz` directly in `nii_folder`, sorted by prefix.
+def volume_prefix(name: str) -> str | None:
+    """`name` without its NIfTI suffix (`.nii.gz` or `.nii`), or None if it has neither."""
+    for suffix in VOLUME_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
 
-    Hidden files, sub-folders and this workflow's own `*_resampled.nii.gz` outputs are skipped.
+
+def _describe_contents(skipped: dict[str, list[str]]) -> str:
+    """What a folder without volumes does hold, e.g. "3 files (a.txt, b.dcm, c.png), none of
+    them NIfTI; 1 sub-folder (sub-01)"."""
+    if not any(skipped.values()):
+        return "it is empty"
+    labels = {
+        "other": ("file", "none of them NIfTI"),
+        "hidden": ("hidden file", "skipped"),
+        "resampled": (f"*{RESAMPLED_SUFFIX} output", "this workflow's own, skipped"),
+        "folders": ("sub-folder", "not searched"),
+    }
+    parts = []
+    for kind, (noun, why) in labels.items():
+        names = sorted(skipped[kind])
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            plural = "s" if len(names) > 1 else ""
+            parts.append(f"{len(names)} {noun}{plural} ({shown}), {why}")
+    return "it holds " + "; ".join(parts)
+
+
+def discover_volumes(nii_folder: str | os.PathLike) -> dict[str, Path]:
+    """{prefix: path} for every regular `*.nii.gz` or `*.nii` file directly in `nii_folder`,
+    sorted by prefix (the file name without its suffix).
+
+    Hidden files, sub-folders and this workflow's own `*_resampled.nii.gz` outputs are
+    skipped. `a.nii` beside `a.nii.gz` is refused: both would be written to one output.
     """
     folder = Path(nii_folder)
     if not folder.exists():
         raise InputFolderError(f"nii_folder {str(folder)!r} does not exist")
     if not folder.is_dir():
         raise InputFolderError(f"nii_folder {str(folder)!r} is not a folder")
-    volumes = {}
+    volumes: dict[str, Path] = {}
+    skipped: dict[str, list[str]] = {"other": [], "hidden": [], "resampled": [], "folders": []}
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
-            if (
-                name.endswith(VOLUME_SUFFIX)
-                and not name.startswith(".")
-                and not name.endswith(RESAMPLED_SUFFIX)
-                and len(name) > len(VOLUME_SUFFIX)
-                and entry.is_file()
-            ):
-                volumes[name[: -len(VOLUME_SUFFIX)]] = folder / name
+            prefix = volume_prefix(name)
+            if name.startswith("."):
+                skipped["hidden"].append(name)
+            elif entry.is_dir():
+                skipped["folders"].append(name)
+            elif prefix is None or not entry.is_file():
+                skipped["other"].append(name)
+            elif name.endswith(RESAMPLED_SUFFIX):
+                skipped["resampled"].append(name)
+            elif prefix in volumes:
+                both = sorted([volumes[prefix].name, name])
+                raise InputFolderError(
+                    f"nii_folder {str(folder)!r} holds both {both[0]} and {both[1]}, which would "
+                    f"be written to the same {prefix}{RESAMPLED_SUFFIX}; keep one of them"
+                )
+            else:
+                volumes[prefix] = folder / name
     if not volumes:
-        raise InputFolderError(f"nii_folder {str(folder)!r} contains no {VOLUME_SUFFIX} volumes")
+        raise InputFolderError(
+            f"nii_folder {str(folder)!r} contains no NIfTI volumes (*.nii.gz or *.nii): "
+            f"{_describe_contents(skipped)}"
+        )
     return dict(sorted(volumes.items()))
 
 

@@ -73,12 +73,16 @@ def log_path(rule_name, prefix):
 
 
 def input_volume_pattern():
-    """Inputs are `<prefix>.nii.gz` directly in nii_folder (settings.discover_volumes).
+    """Each volume's input file (settings.discover_volumes: `<prefix>.nii.gz` or `.nii`).
 
-    A pattern, not an input function: with 10,000 volumes every function a rule calls per
-    job adds about half a second to planning (docs/benchmarks.md).
+    A pattern when every input has the same suffix (the usual case), a look-up otherwise:
+    with 10,000 volumes every function a rule calls per job adds about half a second to
+    planning (docs/benchmarks.md).
     """
-    return str(Path(config["nii_folder"]) / "{prefix}.nii.gz")
+    suffixes = {path.name[len(prefix) :] for prefix, path in VOLUMES.items()}
+    if len(suffixes) == 1:
+        return str(Path(config["nii_folder"]) / f"{{prefix}}{suffixes.pop()}")
+    return lambda wildcards: str(VOLUMES[wildcards.prefix])
 
 
 # The per-volume jobs run `python3 scripts/resample.py` (resample.smk): make that this
