@@ -36,12 +36,14 @@ the result there is at most one full-size intermediate (the smaller of "outer ax
 "outer axis last"), in `precision`, never float64 unless asked for.
 
 Sample positions are computed in float64 with the same operations ITK uses for the grid
-above (``origin + spacing * j`` on all axes except the last numpy axis -- ITK's x, its
-scanline axis -- where ITK interpolates between the first sample and one past the last).
+above (``origin + spacing * j`` on all axes except ITK's x, its scanline axis -- the last
+axis of a SimpleITK array, axis 0 of nibabel's, ``scanline_axis`` -- where ITK interpolates
+between the first sample and one past the last).
 For bspline/linear this is irrelevant (1e-16), but for nearest it decides exact .5 ties
 (e.g. 512 -> 224 voxels puts every 7th output plane on a tie): those round up in exact
-arithmetic, but ITK rounds whatever float64 value it computed, and so do we. (With another
-spacing/origin, ITK's own tie outcome would differ in the same arbitrary way.)
+arithmetic, but ITK rounds whatever float64 value it computed, and so do we. (On a physical
+grid, ITK's own tie outcome would depend on how spacing and origin round; the itk engine of
+nii_resample.volume therefore resamples on the index grid too, and the two agree exactly.)
 
 Known ITK deviation: on a 2-sample axis ITK's mirror boundary maps tap index 3 to -1 and
 reads outside the line (a neighbouring line's coefficient, or memory before the buffer).
@@ -663,6 +665,7 @@ def resample_array(
     precision=np.float32,
     threads: int = 1,
     antialias_sigmas: Sequence[float] | None = None,
+    scanline_axis: int = -1,
 ) -> np.ndarray:
     """Resample `data` onto a `new_shape` grid covering the same field of view.
 
@@ -682,6 +685,9 @@ def resample_array(
         scipy's ``gaussian_filter1d(mode="mirror", truncate=4.0)`` (to ~1e-10 relative, and
         the rounding of `precision`), but the blur is folded into each axis's own pass: no
         extra array, little extra time. None or all zeros: bit-identical to no blur.
+    scanline_axis : the axis that is ITK's x (its scanline) in the reference: the last one
+        for SimpleITK's (z, y, x) arrays (default), 0 for nibabel's (x, y, z). It only
+        decides exact .5 ties of "nearest" (module docstring).
 
     Returns
     -------
@@ -708,7 +714,9 @@ def resample_array(
     inv = tuple(int(a) for a in np.argsort(perm))
     shape = work.shape
     target = tuple(new_shape[a] for a in perm)
-    scan = perm.index(ndim - 1)  # ITK's x axis (scanline) of the reference geometry
+    if not -ndim <= scanline_axis < ndim:
+        raise ValueError(f"scanline_axis {scanline_axis} is not an axis of a {ndim}-D array")
+    scan = perm.index(scanline_axis % ndim)  # ITK's x axis (scanline), in T-space
     sigma = [0.0] * ndim if sigmas is None else [sigmas[a] for a in perm]  # T-space
 
     blurred = [_gauss_radius(sigma[p]) > 0 and shape[p] > 1 for p in range(ndim)]

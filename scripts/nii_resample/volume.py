@@ -32,9 +32,17 @@ def _size_text(values) -> str:
 
 
 def resample_with_itk(
-    frame: np.ndarray, affine, desired_volume, interpolation: str, threads: int
+    frame: np.ndarray, desired_volume, interpolation: str, threads: int
 ) -> np.ndarray:
-    """Reference path: SimpleITK's own Resample on the same field-of-view-preserving grid."""
+    """Reference path: SimpleITK's own Resample, on the voxel-index grid.
+
+    The field-of-view-preserving transform is a pure per-axis scaling of voxel indices
+    (nifti.resampled_affine), whatever the spacing, origin and direction, so it is run in
+    index space: unit spacing, zero origin, identity direction in; spacing f = old/new size
+    and origin (f - 1) / 2 out. The samples are the same as on the physical grid (to ~1e-12
+    voxel), but nearest-neighbour ties (exact .5 positions) no longer depend on how the
+    physical coordinates happen to round: the fast engine decides them the same way.
+    """
     import SimpleITK as sitk
 
     interpolators = {
@@ -45,19 +53,15 @@ def resample_with_itk(
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
     # SimpleITK's array order is (z, y, x): the transpose of nibabel's F-ordered (x, y, z).
     image = sitk.GetImageFromArray(np.ascontiguousarray(frame.T))
-    old = itk_geometry(affine)
-    image.SetSpacing(old["spacing"].tolist())
-    image.SetOrigin(old["origin"].tolist())
-    image.SetDirection(old["direction"].ravel().tolist())
-    new = itk_geometry(resampled_affine(affine, frame.shape, desired_volume))
+    factors = np.asarray(frame.shape[:3], float) / np.asarray(desired_volume, float)
     resampled = sitk.Resample(
         image,
         [int(n) for n in desired_volume],
         sitk.Transform(),
         interpolators[interpolation],
-        new["origin"].tolist(),
-        new["spacing"].tolist(),
-        new["direction"].ravel().tolist(),
+        ((factors - 1.0) / 2.0).tolist(),
+        factors.tolist(),
+        np.eye(3).ravel().tolist(),
         0.0,
         sitk.sitkFloat64,
     )
@@ -77,6 +81,7 @@ def resample_with_fast_engine(
         precision=precision,
         threads=threads,
         antialias_sigmas=sigmas,
+        scanline_axis=0,  # nibabel's x, ITK's scanline
     )
 
 
@@ -142,7 +147,7 @@ def resample_frame(
         if any(sigmas):
             frame = gaussian_blur(frame, sigmas, np.float64)
         resampled = resample_with_itk(
-            frame, volume.affine, desired_volume, options["interpolation"], options["threads"]
+            frame, desired_volume, options["interpolation"], options["threads"]
         )
     return to_stored_type(resampled, low, high, dtype)
 
