@@ -28,6 +28,8 @@ ORTHONORMAL_TOLERANCE = 1e-4
 SHEAR_NOISE = 1e-6
 # qform and sform closer than this (mm, at every field-of-view corner) are reported as equal.
 SAME_TRANSFORM_MM = 1e-3
+# NIfTI's qform_code/sform_code values (unknown, scanner, aligned, Talairach, MNI, template).
+XFORM_CODES = range(6)
 # ISA-L only has levels 0-3; above that zlib is used (smaller files, much slower).
 ISAL_MAX_LEVEL = 3
 # Read once: os.umask can only be read by setting it.
@@ -195,6 +197,33 @@ def _vector(values) -> str:
     return ",".join(f"{float(v):g}" for v in values)
 
 
+def check_unrepaired_fields(path: Path, raw: bytes, header_class) -> None:
+    """Refuse the geometry fields nibabel's parser silently repairs where readers then
+    disagree or invent a value: an invalid code (nibabel drops it, ITK uses it), a negative
+    pixdim (nibabel takes its absolute value, ITK flips the axis), a zero pixdim (both
+    read 1 mm) where pixdim is the spacing in use (a qform, or no codes at all)."""
+    unrepaired = header_class(raw[: header_class.template_dtype.itemsize], check=False)
+    for name in ("qform_code", "sform_code"):
+        if int(unrepaired[name]) not in XFORM_CODES:
+            raise VolumeError(
+                f"{path.name}: {name} {int(unrepaired[name])} is not a NIfTI transform code "
+                "(0-5); readers disagree on such a header"
+            )
+    zooms = np.asarray(unrepaired["pixdim"][1:4], dtype=np.float64)
+    qform_code, sform_code = int(unrepaired["qform_code"]), int(unrepaired["sform_code"])
+    if np.any(zooms < 0) and qform_code > 0:
+        raise VolumeError(
+            f"{path.name}: negative voxel spacing in pixdim[1:4] = {_vector(zooms)}; readers "
+            "disagree on it (nibabel takes its absolute value, ITK flips the axis)"
+        )
+    user = "the qform" if qform_code > 0 else "the header (no orientation codes)"
+    if np.any(zooms == 0) and (qform_code > 0 or sform_code == 0):
+        raise VolumeError(
+            f"{path.name}: zero voxel spacing in pixdim[1:4] = {_vector(zooms)}, used by "
+            f"{user}; readers would invent 1 mm"
+        )
+
+
 def header_geometry(path: Path, header, shape) -> str:
     """Check every transform the header declares (code > 0; pixdim alone when none is), and
     describe what was accepted, for the manifest: each one is carried onto the new grid."""
@@ -252,6 +281,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=offset)
     data = data.reshape(shape, order="F")
     # Every transform is checked before any work: a bad one must not fail after the resample.
+    check_unrepaired_fields(path, raw, type(header))
     geometry = header_geometry(path, header, shape)
     affine = header.get_best_affine()
     spacing_and_direction(path, affine)
