@@ -247,11 +247,13 @@ def header_geometry(path: Path, header, shape) -> str:
         parts.append(f"qform({qform_code})")
     if len(parts) == 1:
         text = f"{parts[0]} only"
-    elif _corner_distance(sform, qform, shape) <= SAME_TRANSFORM_MM:
-        text = f"{parts[0]} = {parts[1]}"
     else:
         gap = _corner_distance(sform, qform, shape)
-        text = f"{parts[0]} + {parts[1]}, differ by up to {gap:.3g} mm; both carried"
+        text = (
+            f"{parts[0]} = {parts[1]}"
+            if gap <= SAME_TRANSFORM_MM
+            else f"{parts[0]} + {parts[1]}, differ by up to {gap:.3g} mm; both carried"
+        )
     if shear > SHEAR_NOISE:
         text += f"; shear {shear:.1e} accepted"
     return text
