@@ -68,7 +68,8 @@ def run_resample_job(
         failure_path.unlink(missing_ok=True)
         print(
             f"done in {record['seconds']} s: {record['original_size']} -> {record['new_size']}, "
-            f"spacing {record['original_spacing']} -> {record['new_spacing']} mm",
+            f"spacing {record['original_spacing']} -> {record['new_spacing']} mm; "
+            f"header: {record['header_geometry']}",
             file=log,
         )
     return 0

@@ -24,6 +24,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_HEADER_BYTES = 540
 # Tolerance on D^T D = I for the direction cosines (ITK is as strict for its own images).
 ORTHONORMAL_TOLERANCE = 1e-4
+# Below this, |D^T D - I| is the float32 rounding of a stored rotation, not a shear to report.
+SHEAR_NOISE = 1e-6
+# qform and sform closer than this (mm, at every field-of-view corner) are reported as equal.
+SAME_TRANSFORM_MM = 1e-3
+# NIfTI's qform_code/sform_code values (unknown, scanner, aligned, Talairach, MNI, template).
+XFORM_CODES = range(6)
 # ISA-L only has levels 0-3; above that zlib is used (smaller files, much slower).
 ISAL_MAX_LEVEL = 3
 # Read once: os.umask can only be read by setting it.
@@ -41,6 +47,7 @@ class Volume:
     header: nib.Nifti1Header
     data: np.ndarray  # raw stored values, F-ordered, axes (x, y, z[, t, ...])
     affine: np.ndarray  # 4x4, voxel index -> RAS+ millimetres (nibabel's best affine)
+    header_geometry: str = ""  # which transforms the header declares, as accepted (manifest)
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
@@ -132,20 +139,124 @@ def check_dimensions(path: Path, shape: tuple[int, ...]) -> None:
         raise VolumeError(f"{path.name}: empty image ({_shape_text(shape)})")
 
 
-def spacing_and_direction(path: Path, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel spacing (mm) and orthonormal direction matrix of an affine, or a VolumeError."""
-    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+def transform_shear(path: Path, affine: np.ndarray, name: str = "affine") -> float:
+    """Check one voxel-to-mm transform (finite, no zero spacing, shear within tolerance) and
+    return its shear, max |D^T D - I|; any problem is a VolumeError naming the file."""
+    matrix = np.asarray(affine, dtype=np.float64)
+    if not np.all(np.isfinite(matrix[:3])):
+        raise VolumeError(f"{path.name}: the {name} holds a non-finite number (NaN or infinity)")
+    linear = matrix[:3, :3]
     spacing = np.linalg.norm(linear, axis=0)
-    if not np.all(np.isfinite(linear)) or np.any(spacing <= 0):
-        raise VolumeError(f"{path.name}: the voxel spacing is zero or not a finite number")
+    if np.any(spacing <= 0):
+        raise VolumeError(f"{path.name}: the voxel spacing of the {name} is zero")
     direction = linear / spacing
     deviation = float(np.max(np.abs(direction.T @ direction - np.eye(3))))
     if deviation > ORTHONORMAL_TOLERANCE:
         raise VolumeError(
-            f"{path.name}: the voxel axes are not orthonormal (sheared affine, "
-            f"max |D^T D - I| = {deviation:.3g}); only rectilinear grids can be resampled"
+            f"{path.name}: the voxel axes are not orthonormal in the {name} (sheared, "
+            f"max |D^T D - I| = {deviation:.3g} > {ORTHONORMAL_TOLERANCE:g} tolerated); "
+            "only rectilinear grids can be resampled"
         )
-    return spacing, direction
+    return deviation
+
+
+def spacing_and_direction(path: Path, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel spacing (mm) and direction matrix of an affine, or a VolumeError."""
+    transform_shear(path, affine)
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    return spacing, linear / spacing
+
+
+def _qform(path: Path, header) -> np.ndarray:
+    """The qform from its quaternion fields, or a VolumeError (nibabel has already turned
+    negative pixdims positive and a qfac other than +-1 into 1 when parsing)."""
+    keys = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
+    if not np.all(np.isfinite(np.asarray([header[key] for key in keys], dtype=np.float64))):
+        raise VolumeError(f"{path.name}: the qform holds a non-finite number (NaN or infinity)")
+    try:
+        return header.get_qform(coded=False)
+    except Exception as error:  # nibabel: ValueError (|b,c,d| > 1) or HeaderDataError
+        raise VolumeError(f"{path.name}: invalid qform ({error})") from None
+
+
+def _corner_distance(first: np.ndarray, second: np.ndarray, shape) -> float:
+    """Largest distance (mm) between the positions two transforms give the FOV corners."""
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (-0.5, shape[0] - 0.5)
+            for j in (-0.5, shape[1] - 0.5)
+            for k in (-0.5, shape[2] - 0.5)
+        ]
+    )
+    return float(np.max(np.linalg.norm((corners @ (first - second).T)[:, :3], axis=1)))
+
+
+def _vector(values) -> str:
+    return ",".join(f"{float(v):g}" for v in values)
+
+
+def check_unrepaired_fields(path: Path, raw: bytes, header_class) -> None:
+    """Refuse the geometry fields nibabel's parser silently repairs where readers then
+    disagree or invent a value: an invalid code (nibabel drops it, ITK uses it), a negative
+    pixdim (nibabel takes its absolute value, ITK flips the axis), a zero pixdim (both
+    read 1 mm) where pixdim is the spacing in use (a qform, or no codes at all)."""
+    unrepaired = header_class(raw[: header_class.template_dtype.itemsize], check=False)
+    for name in ("qform_code", "sform_code"):
+        if int(unrepaired[name]) not in XFORM_CODES:
+            raise VolumeError(
+                f"{path.name}: {name} {int(unrepaired[name])} is not a NIfTI transform code "
+                "(0-5); readers disagree on such a header"
+            )
+    zooms = np.asarray(unrepaired["pixdim"][1:4], dtype=np.float64)
+    qform_code, sform_code = int(unrepaired["qform_code"]), int(unrepaired["sform_code"])
+    if np.any(zooms < 0) and qform_code > 0:
+        raise VolumeError(
+            f"{path.name}: negative voxel spacing in pixdim[1:4] = {_vector(zooms)}; readers "
+            "disagree on it (nibabel takes its absolute value, ITK flips the axis)"
+        )
+    user = "the qform" if qform_code > 0 else "the header (no orientation codes)"
+    if np.any(zooms == 0) and (qform_code > 0 or sform_code == 0):
+        raise VolumeError(
+            f"{path.name}: zero voxel spacing in pixdim[1:4] = {_vector(zooms)}, used by "
+            f"{user}; readers would invent 1 mm"
+        )
+
+
+def header_geometry(path: Path, header, shape) -> str:
+    """Check every transform the header declares (code > 0; pixdim alone when none is), and
+    describe what was accepted, for the manifest: each one is carried onto the new grid."""
+    sform_code, qform_code = int(header["sform_code"]), int(header["qform_code"])
+    if sform_code == 0 and qform_code == 0:
+        zooms = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+        if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+            raise VolumeError(
+                f"{path.name}: no orientation codes and pixdim[1:4] = {_vector(zooms)} "
+                "is not a positive voxel spacing"
+            )
+        return "no orientation codes: pixdim only"
+    shear, parts = 0.0, []
+    if sform_code > 0:
+        sform = header.get_sform(coded=False)
+        shear = max(shear, transform_shear(path, sform, "sform"))
+        parts.append(f"sform({sform_code})")
+    if qform_code > 0:
+        qform = _qform(path, header)
+        shear = max(shear, transform_shear(path, qform, "qform"))
+        parts.append(f"qform({qform_code})")
+    if len(parts) == 1:
+        text = f"{parts[0]} only"
+    else:
+        gap = _corner_distance(sform, qform, shape)
+        text = (
+            f"{parts[0]} = {parts[1]}"
+            if gap <= SAME_TRANSFORM_MM
+            else f"{parts[0]} + {parts[1]}, differ by up to {gap:.3g} mm; both carried"
+        )
+    if shear > SHEAR_NOISE:
+        text += f"; shear {shear:.1e} accepted"
+    return text
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -171,13 +282,16 @@ def read_volume(path: str | os.PathLike) -> Volume:
         )
     data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=offset)
     data = data.reshape(shape, order="F")
+    # Every transform is checked before any work: a bad one must not fail after the resample.
+    check_unrepaired_fields(path, raw, type(header))
+    geometry = header_geometry(path, header, shape)
     affine = header.get_best_affine()
     spacing_and_direction(path, affine)
-    return Volume(path=path, header=header, data=data, affine=affine)
+    return Volume(path=path, header=header, data=data, affine=affine, header_geometry=geometry)
 
 
-def resampled_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
-    """Affine of the new grid with the same physical field of view.
+def resampling_index_map(old_shape, new_shape) -> np.ndarray:
+    """4x4 map from new voxel indices to old continuous ones keeping the field of view.
 
     New voxel i covers the same span as old continuous index (i + 0.5) * f - 0.5 with
     f = old/new size per axis: the outer edges of the first and last voxels do not move.
@@ -186,7 +300,12 @@ def resampled_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
     index_map = np.eye(4)
     index_map[:3, :3] = np.diag(factors)
     index_map[:3, 3] = (factors - 1.0) / 2.0
-    return np.asarray(affine, dtype=np.float64) @ index_map
+    return index_map
+
+
+def resampled_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
+    """Affine of the new grid with the same physical field of view."""
+    return np.asarray(affine, dtype=np.float64) @ resampling_index_map(old_shape, new_shape)
 
 
 def itk_geometry(affine: np.ndarray) -> dict[str, np.ndarray]:
@@ -201,18 +320,40 @@ def itk_geometry(affine: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _set_geometry(header: nib.Nifti1Header, affine: np.ndarray) -> None:
-    """Store the affine in both sform and qform, keeping the codes the input had."""
-    sform_code = int(header["sform_code"])
-    qform_code = int(header["qform_code"])
-    if sform_code == 0 and qform_code == 0:
-        # A header without orientation: readers fall back to pixdim alone.
-        header.set_zooms(
-            tuple(np.linalg.norm(affine[:3, :3], axis=0)) + tuple(header.get_zooms()[3:])
-        )
+def _index_map(template: nib.Nifti1Header, affine: np.ndarray) -> np.ndarray:
+    """The new-to-old voxel index map that turns the template's best affine into `affine`;
+    it must be a per-axis scaling and shift (what resampling onto a new grid is)."""
+    old = template.get_best_affine()
+    index_map = np.linalg.solve(old, np.asarray(affine, dtype=np.float64))
+    scale = np.abs(index_map[:3, :3]).max()
+    off_diagonal = index_map[:3, :3] - np.diag(np.diag(index_map[:3, :3]))
+    if np.abs(off_diagonal).max() > 1e-6 * scale or np.any(np.diag(index_map)[:3] <= 0):
+        raise ValueError("the new grid is not a per-axis scaling of the template's grid")
+    exact = np.eye(4)
+    exact[:3, :3] = np.diag(np.diag(index_map)[:3])
+    exact[:3, 3] = index_map[:3, 3]
+    return exact
+
+
+def _set_geometry(
+    header: nib.Nifti1Header, template: nib.Nifti1Header, affine: np.ndarray
+) -> None:
+    """Carry the template's sform and qform onto the grid of `affine` (the new best affine),
+    each by its own transform, codes kept: a registered sform and a scanner qform that
+    differ both stay what they were, and the output's best affine is `affine`."""
+    index_map = _index_map(template, affine)
+    # The sform is stored as is: it may hold a shear accepted as numerical noise.
+    sform_code = int(template["sform_code"])
+    header.set_sform(template.get_sform(coded=False) @ index_map, code=sform_code)
+    # The qform keeps its quaternion and qfac (pixdim[0]): a per-axis scaling only scales
+    # pixdim and moves qoffset, so no shear can reach set_qform.
+    factors = np.diag(index_map)[:3]
+    header["pixdim"][1:4] = np.asarray(template["pixdim"][1:4], np.float64) * factors
+    try:
+        qform = template.get_qform(coded=False) @ index_map
+    except Exception:  # an unused (code 0) qform nibabel cannot read: pixdim is all it needs
         return
-    header.set_qform(affine, code=qform_code, strip_shears=False)
-    header.set_sform(affine, code=sform_code)
+    header["qoffset_x"], header["qoffset_y"], header["qoffset_z"] = qform[:3, 3]
 
 
 def encode_header(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray):
@@ -224,7 +365,7 @@ def encode_header(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarr
     """
     header = template.copy()
     header.set_data_shape(data.shape)
-    _set_geometry(header, affine)
+    _set_geometry(header, template, affine)
     # Time step (TR) and the other non-spatial pixdims survive a 3-D reshape.
     header["pixdim"][4:] = template["pixdim"][4:]
     extensions_size = header.extensions.get_sizeondisk() if hasattr(header, "extensions") else 0

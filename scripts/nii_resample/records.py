@@ -28,6 +28,7 @@ RECORD_COLUMNS = (
     "original_spacing",
     "original_origin",
     "direction",
+    "header_geometry",
     "new_size",
     "new_spacing",
     "new_origin",

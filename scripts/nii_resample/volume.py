@@ -226,6 +226,7 @@ def resample_volume(
         "original_spacing": _vector_text(old_geometry["spacing"]),
         "original_origin": _vector_text(old_geometry["origin"]),
         "direction": _vector_text(old_geometry["direction"].ravel()),
+        "header_geometry": volume.header_geometry,
         "new_size": _size_text(resampled.shape),
         "new_spacing": _vector_text(new_geometry["spacing"]),
         "new_origin": _vector_text(new_geometry["origin"]),
