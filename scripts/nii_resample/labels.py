@@ -88,16 +88,22 @@ def _bounding_boxes(labels: np.ndarray, values) -> dict:
     return boxes
 
 
-def _label_share(box: np.ndarray, value, positions) -> np.ndarray:
-    """The share of `value` in `box` (a label map's 3-D block) interpolated at `positions`
-    (one array per axis). The first two axes are done slab by slab of the last one, so the
-    float copy of the block never exists whole (a label's box can be most of the volume)."""
+def _in_plane_share(box: np.ndarray, value, positions) -> np.ndarray:
+    """The share of `value` in `box` (a label map's 3-D block) interpolated along the first
+    two axes at `positions[0]`, `positions[1]`, slab by slab of the last axis, so the float
+    copy of the block never exists whole (a label's box can be most of the volume)."""
     in_plane = np.empty((positions[0].size, positions[1].size, box.shape[2]), np.float32)
     for offset, slab in _slabs(box):
         share = (slab == value).astype(np.float32)
         share = _linear_along(_linear_along(share, 0, positions[0]), 1, positions[1])
         in_plane[:, :, offset : offset + slab.shape[2]] = share
-    return _linear_along(in_plane, 2, positions[2])
+    return in_plane
+
+
+def _output_slabs(shape) -> list[slice]:
+    """Slices of the last axis of an output block, about SLAB_VOXELS voxels each."""
+    step = max(1, SLAB_VOXELS // max(1, shape[0] * shape[1]))
+    return [slice(start, min(start + step, shape[2])) for start in range(0, shape[2], step)]
 
 
 def resample_label_map(labels: np.ndarray, new_shape) -> np.ndarray:
@@ -127,12 +133,18 @@ def resample_label_map(labels: np.ndarray, new_shape) -> np.ndarray:
             box_in.append(slice(lo_in, hi_in))
             box_out.append((selected[0], selected[-1] + 1, pos[selected] - lo_in))
         else:
-            share = _label_share(labels[tuple(box_in)], value, [pos for *_, pos in box_out])
-            window = tuple(slice(start, stop) for start, stop, _ in box_out)
-            wins = share > best_share[window]
-            result[window][wins] = value
-            best_share[window][wins] = share[wins]
-            other_total[window] += share
+            in_plane = _in_plane_share(labels[tuple(box_in)], value, [p for *_, p in box_out])
+            (x0, x1, _), (y0, y1, _), (z0, z1, z_positions) = box_out
+            # The last axis, output slab by slab: no output-sized float temporaries.
+            for part in _output_slabs((x1 - x0, y1 - y0, z1 - z0)):
+                share = _linear_along(in_plane, 2, z_positions[part])
+                window = (slice(x0, x1), slice(y0, y1), slice(z0 + part.start, z0 + part.stop))
+                wins = share > best_share[window]
+                result[window][wins] = value
+                best_share[window][wins] = share[wins]
+                other_total[window] += share
     # Where the background's share is at least the best other label's, it wins back.
-    result[(1.0 - other_total) >= best_share] = background
+    for part in _output_slabs(new_shape):
+        window = (slice(None), slice(None), part)
+        result[window][(1.0 - other_total[window]) >= best_share[window]] = background
     return result

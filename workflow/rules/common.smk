@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.command import job_arguments, put_python_first_on_path
-from nii_resample.nifti import read_header
+from nii_resample.resources import estimate_mem_mb_for_file
 from nii_resample.resume import release_stale_state
 from nii_resample.settings import (
     check_output_location,
@@ -116,40 +116,10 @@ def get_resample_arguments(wildcards):
 
 
 def estimate_mem_mb(wildcards, input, attempt):
-    """Memory request (MB) from the volume's header; never raises (a raise aborts the run).
-
-    Calibrated on measured peaks (docs/benchmarks.md): the interpreter and libraries, the
-    compressed and decompressed input, the engine's float32 working set (itk: float64
-    coefficients of the whole input), the output array and its encoded bytes. Each retry
-    (attempt) asks for proportionally more.
-    """
-    megabyte = 1024 * 1024
-    voxels_out = DESIRED_VOLUME[0] * DESIRED_VOLUME[1] * DESIRED_VOLUME[2]
-    try:
-        header = read_header(input.volume)
-        shape = [int(n) for n in header.get_data_shape()]
-        itemsize = header.get_data_dtype().itemsize
-        voxels_in = shape[0] * shape[1] * shape[2]
-        frames = 1
-        for size in shape[3:]:
-            frames *= max(size, 1)
-    except Exception:
-        # Unreadable header: the job will say why; assume a 5x gzip ratio meanwhile.
-        try:
-            voxels_in, itemsize, frames = (
-                5 * Path(input.volume).stat().st_size // 2,
-                2,
-                1,
-            )
-        except OSError:
-            voxels_in, itemsize, frames = 0, 2, 1
-    per_voxel_in = 16 if config["engine"] == "itk" else 2
-    working = (
-        1.5 * itemsize * voxels_in * frames
-        + per_voxel_in * voxels_in
-        + (8 + 2 * itemsize) * voxels_out * frames
-    )
-    return int(attempt * (200 + working / megabyte))
+    """Memory request (MB) from the volume's header (nii_resample.resources: calibrated on
+    measured peaks of every path a volume can take); never raises (a raise aborts the run)."""
+    options = job_options(config, VOLUMES[wildcards.prefix].name)
+    return estimate_mem_mb_for_file(input.volume, DESIRED_VOLUME, options, attempt)
 
 
 def expected_jobs():

@@ -1,0 +1,119 @@
+"""Memory a resample job needs, from the input's header alone (for `mem_mb` at planning time).
+
+A cluster kills a job that uses more than it asked for, so the request must cover the job's
+real peak for every path a volume can take: image (fast or itk engine), label map (linear
+arg-max or nearest), 4-D series, non-finite values. The coefficients below are bytes per
+voxel, fitted on measured peaks (docs/benchmarks.md, "Memory per job") with a margin;
+tests/test_memory.py measures real jobs against this estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+MEGABYTE = 1024 * 1024
+# Interpreter, numpy, nibabel, scipy (and SimpleITK for the itk engine) once imported:
+# measured 50 MiB (fast), 73 MiB (label maps), 192 MiB (itk) for a tiny volume.
+BASE_MB = {"fast": 120, "itk": 260}
+# The itk engine holds float64 copies of the whole input (the blurred frame, SimpleITK's
+# image and its B-spline coefficients): bytes per input voxel, on top of the stored data.
+ITK_BYTES_PER_INPUT_VOXEL = 26
+# Fast engine: float32 intermediates after the first (most shrinking) pass.
+FAST_BYTES_PER_INPUT_VOXEL = 2
+# Output side of an image: the float32 result, the stored-type array and its encoded bytes.
+IMAGE_BYTES_PER_OUTPUT_VOXEL = 8  # + 2 x itemsize
+# Label maps (linear arg-max): the result, the best and the total share (float32), and one
+# label's share interpolated in-plane (in_plane, below); the rest is done slab by slab.
+LABEL_BYTES_PER_OUTPUT_VOXEL = 12  # + itemsize
+# ... plus the slab-by-slab temporaries (labels.SLAB_VOXELS voxels at up to ~24 bytes each).
+LABEL_SCRATCH_MB = 120
+# Non-finite voxels (normalised interpolation): the finite mask and the zero-filled copy of
+# the frame (float32) and their resampled pair.
+NONFINITE_BYTES_PER_INPUT_VOXEL = 8
+NONFINITE_BYTES_PER_OUTPUT_VOXEL = 8
+# A gzip stream of NIfTI data rarely compresses below 1/5; used when the header is unreadable.
+UNREADABLE_GZIP_RATIO = 5
+
+
+def estimate_mem_mb(
+    shape,
+    itemsize: int,
+    desired_volume,
+    *,
+    engine: str = "fast",
+    kind: str = "auto",
+    label_interpolation: str = "linear_argmax",
+    floating: bool = False,
+    file_bytes: int = 0,
+    attempt: int = 1,
+) -> int:
+    """MiB a job needs for a volume of `shape` (3-D or more; axes past the third are frames)
+    stored with `itemsize` bytes a voxel, resampled to `desired_volume`.
+
+    `kind` is "image", "label_map" or "auto" (decided in the job from the content: the
+    larger of the two is asked for); `floating` adds the non-finite path's working set.
+    Each retry (`attempt`) asks for proportionally more.
+    """
+    voxels_in = math.prod(int(n) for n in shape[:3])
+    frames = math.prod(max(int(n), 1) for n in shape[3:])
+    voxels_out = math.prod(int(n) for n in desired_volume)
+    # The decompressed voxels stay for the whole job; while reading, the file's bytes too.
+    stored = itemsize * voxels_in * frames
+    per_input = ITK_BYTES_PER_INPUT_VOXEL if engine == "itk" else FAST_BYTES_PER_INPUT_VOXEL
+    image = (
+        stored
+        + per_input * voxels_in
+        + (IMAGE_BYTES_PER_OUTPUT_VOXEL + 2 * itemsize) * voxels_out * frames
+    )
+    if floating:
+        image += (
+            NONFINITE_BYTES_PER_INPUT_VOXEL * voxels_in
+            + NONFINITE_BYTES_PER_OUTPUT_VOXEL * voxels_out
+        )
+    working = image
+    if kind != "image" and label_interpolation == "linear_argmax":
+        in_plane = 4 * int(desired_volume[0]) * int(desired_volume[1]) * int(shape[2])
+        label = (
+            stored
+            + in_plane
+            + (LABEL_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
+            + itemsize * voxels_out * frames
+            + LABEL_SCRATCH_MB * MEGABYTE
+        )
+        working = label if kind == "label_map" else max(image, label)
+    total = file_bytes + working
+    base = BASE_MB["itk" if engine == "itk" and kind != "label_map" else "fast"]
+    return int(attempt * (base + total / MEGABYTE))
+
+
+def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int = 1) -> int:
+    """estimate_mem_mb for the file at `path` with a job's options (settings.job_options);
+    never raises: an unreadable header (the job will say why) is sized from the file."""
+    from .nifti import read_header
+
+    path = Path(path)
+    try:
+        file_bytes = path.stat().st_size
+    except OSError:
+        file_bytes = 0
+    try:
+        header = read_header(path)
+        shape = [int(n) for n in header.get_data_shape()]
+        dtype = header.get_data_dtype()
+        itemsize, floating = dtype.itemsize, dtype.kind == "f"
+        if len(shape) < 3:
+            shape += [1] * (3 - len(shape))
+    except Exception:
+        shape, itemsize, floating = [UNREADABLE_GZIP_RATIO * file_bytes // 2, 1, 1], 2, False
+    return estimate_mem_mb(
+        shape,
+        itemsize,
+        desired_volume,
+        engine=options.get("engine", "fast"),
+        kind=options.get("kind", "label_map" if options.get("label_map") else "auto"),
+        label_interpolation=options.get("label_interpolation", "linear_argmax"),
+        floating=floating,
+        file_bytes=file_bytes,
+        attempt=attempt,
+    )
