@@ -193,9 +193,9 @@ def interpolate_missing(frame, finite, affine, desired_volume, options, sigmas) 
 
     The values (missing set to 0) and the finite mask go through exactly the same operator;
     their ratio is the interpolation of the finite neighbours alone. Where the resampled mask
-    is under 0.5 the output voxel is mostly missing and becomes NaN. At >= 0.5 the division
-    at most doubles the value (B-spline weights of a mask may overshoot); the caller's clamp
-    to the finite input range bounds it.
+    is under 0.5 the output voxel is mostly missing and becomes NaN. Elsewhere the divisor is
+    >= 0.5, so nothing blows up; what B-spline over/undershoot is left, the caller's clamp to
+    the finite input range removes.
     """
     values = np.where(finite, frame, np.zeros((), frame.dtype))
     precision = working_precision(frame.dtype)
