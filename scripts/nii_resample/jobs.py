@@ -16,6 +16,16 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def nonfinite_text(record: dict) -> str:
+    """The NaN/inf counts for a log line, or nothing when the volume had none."""
+    if not (record["nonfinite_in"] or record["nonfinite_out"]):
+        return ""
+    return (
+        f"; {record['nonfinite_in']} NaN/inf voxels in (treated as missing), "
+        f"{record['nonfinite_out']} NaN voxels out"
+    )
+
+
 def run_resample_job(
     in_path,
     out_path,
@@ -68,8 +78,8 @@ def run_resample_job(
         failure_path.unlink(missing_ok=True)
         print(
             f"done in {record['seconds']} s: {record['original_size']} -> {record['new_size']}, "
-            f"spacing {record['original_spacing']} -> {record['new_spacing']} mm; "
-            f"header: {record['header_geometry']}",
+            f"spacing {record['original_spacing']} -> {record['new_spacing']} mm"
+            f"{nonfinite_text(record)}; header: {record['header_geometry']}",
             file=log,
         )
     return 0

@@ -36,6 +36,8 @@ RECORD_COLUMNS = (
     "max_before",
     "min_after",
     "max_after",
+    "nonfinite_in",
+    "nonfinite_out",
     "seconds",
 )
 FAILURE_COLUMNS = ("input_path", "output_path", "reason", "log")

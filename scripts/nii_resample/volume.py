@@ -69,11 +69,17 @@ def resample_with_itk(
 
 
 def resample_with_fast_engine(
-    frame: np.ndarray, affine, desired_volume, interpolation: str, threads: int, sigmas=None
+    frame: np.ndarray,
+    desired_volume,
+    interpolation: str,
+    threads: int,
+    sigmas=None,
+    precision=None,
 ) -> np.ndarray:
     from .engine import resample_array
 
-    precision = np.float64 if frame.dtype == np.float64 else np.float32
+    if precision is None:
+        precision = working_precision(frame.dtype)
     return resample_array(
         frame,
         tuple(desired_volume),
@@ -83,6 +89,11 @@ def resample_with_fast_engine(
         antialias_sigmas=sigmas,
         scanline_axis=0,  # nibabel's x, ITK's scanline
     )
+
+
+def working_precision(dtype: np.dtype):
+    """The fast engine's arithmetic type for data of `dtype`."""
+    return np.float64 if dtype == np.float64 else np.float32
 
 
 def to_stored_type(resampled: np.ndarray, low, high, dtype: np.dtype) -> np.ndarray:
@@ -98,9 +109,25 @@ def intensity_range(data: np.ndarray) -> tuple[float, float]:
         finite = np.isfinite(data)
         if not finite.any():
             return float("nan"), float("nan")
-        if not finite.all():
-            data = data[finite]
+        if not finite.all():  # masked reductions: 10-20x faster than copying data[finite]
+            low = np.min(data, where=finite, initial=np.inf)
+            return low, np.max(data, where=finite, initial=-np.inf)
     return data.min(), data.max()
+
+
+def nonfinite_count(data: np.ndarray) -> int:
+    """Number of NaN/inf voxels (0 for integer types, which cannot hold them)."""
+    if data.dtype.kind != "f":
+        return 0
+    return int(data.size - np.count_nonzero(np.isfinite(data)))
+
+
+def finite_mask(frame: np.ndarray) -> np.ndarray | None:
+    """True where `frame` is finite, or None when every voxel is (integers: no work)."""
+    if frame.dtype.kind != "f":
+        return None
+    finite = np.isfinite(frame)
+    return None if finite.all() else finite
 
 
 def label_values(path: Path, frame: np.ndarray) -> np.ndarray:
@@ -131,25 +158,57 @@ def resample_frame(
         antialias_sigmas(frame.shape, desired_volume) if options["antialias"] else (0.0,) * 3
     )
     low, high = frame_range if frame_range is not None else intensity_range(frame)
-    # The same Gaussian prefilter for both engines (they differ only in the interpolation):
-    # the fast engine folds it into its per-axis passes (no full-size float copies); the itk
-    # reference blurs the whole frame first with scipy.
+    finite = finite_mask(frame)
+    if finite is None:
+        resampled = interpolate(frame, desired_volume, options, sigmas)
+    else:
+        resampled = interpolate_missing(frame, finite, desired_volume, options, sigmas)
+    return to_stored_type(resampled, low, high, dtype)
+
+
+def interpolate(frame, desired_volume, options, sigmas, precision=None) -> np.ndarray:
+    """`frame` on the target grid, unclamped floats, with the options' engine and interpolation.
+
+    The same Gaussian prefilter for both engines (they differ only in the interpolation): the
+    fast engine folds it into its per-axis passes (no full-size float copies); the itk
+    reference blurs the whole frame first with scipy.
+    """
     if options["engine"] == "fast":
-        resampled = resample_with_fast_engine(
+        return resample_with_fast_engine(
             frame,
-            volume.affine,
             desired_volume,
             options["interpolation"],
             options["threads"],
             sigmas if any(sigmas) else None,
+            precision,
         )
+    if any(sigmas):
+        frame = gaussian_blur(frame, sigmas, np.float64)
+    return resample_with_itk(frame, desired_volume, options["interpolation"], options["threads"])
+
+
+def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.ndarray:
+    """Normalised interpolation: NaN/inf voxels are missing data, not values.
+
+    The values (missing set to 0) and the finite mask go through exactly the same operator;
+    their ratio is the interpolation of the finite neighbours alone. Where the resampled mask
+    is under 0.5 the output voxel is mostly missing and becomes NaN. Elsewhere the divisor is
+    >= 0.5, so nothing blows up; what B-spline over/undershoot is left, the caller's clamp to
+    the finite input range removes.
+    """
+    values = np.where(finite, frame, np.zeros((), frame.dtype))
+    precision = working_precision(frame.dtype)
+    if options["engine"] == "fast":
+        weights_in = finite  # bool: the engine casts blocks to `precision` as it goes
     else:
-        if any(sigmas):
-            frame = gaussian_blur(frame, sigmas, np.float64)
-        resampled = resample_with_itk(
-            frame, desired_volume, options["interpolation"], options["threads"]
-        )
-    return to_stored_type(resampled, low, high, dtype)
+        weights_in = finite.astype(values.dtype)  # SimpleITK has no boolean pixel type
+    resampled = interpolate(values, desired_volume, options, sigmas, precision)
+    del values
+    weights = interpolate(weights_in, desired_volume, options, sigmas, precision)
+    known = weights >= 0.5
+    np.divide(resampled, weights, out=resampled, where=known)
+    resampled[~known] = np.nan
+    return resampled
 
 
 def resample_volume(
@@ -196,6 +255,7 @@ def resample_volume(
     remove_stale_partials(out_path)
     volume = read_volume(in_path)
     stored_low, stored_high = intensity_range(volume.data)
+    nonfinite_in = nonfinite_count(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
@@ -234,6 +294,8 @@ def resample_volume(
         "max_before": float(stored_high) * slope + inter,
         "min_after": float(new_low) * slope + inter,
         "max_after": float(new_high) * slope + inter,
+        "nonfinite_in": nonfinite_in,
+        "nonfinite_out": nonfinite_count(resampled),
         "seconds": None,  # at the end of the write, below
     }
 
