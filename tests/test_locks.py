@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 
 from support import SNAKEFILE, affine_from, run_snakemake, smooth_volume, write_config, write_nifti
-from nii_resample.resume import process_start
+from nii_resample.processes import process_start
 
 
 def _dataset(tmp_path, count=4):

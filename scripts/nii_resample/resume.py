@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
 from .nifti import atomic_write_bytes
+from .processes import pid_is_gone, this_process
 
 OWNERS = Path("nii_resample") / "lock_owners"  # under .snakemake/
 
@@ -27,64 +27,17 @@ class LockedError(Exception):
     """The folder is locked by a run that is, or may be, alive."""
 
 
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def process_start(pid: int) -> str | None:
-    """Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or None."""
-    stat = _read(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def this_process() -> dict:
-    """Who we are, in terms a later run on any machine can check."""
-    return {
-        "host": socket.gethostname(),
-        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
-        "pid_namespace": _pid_namespace(),
-        "pid": os.getpid(),
-        "start": process_start(os.getpid()),
-    }
-
-
-def _pid_namespace() -> str | None:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` exists; a process of another user (EPERM) exists too."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def owner_is_local(owner: dict) -> bool:
+    """Whether `owner` ran on this host, since its last boot, in our pid namespace."""
+    me = this_process()
+    if me["boot_id"] is None:  # not Linux: nothing can be checked
         return False
-    except PermissionError:
-        return True
-    return True
+    return all(owner.get(key) == me[key] for key in ("host", "boot_id", "pid_namespace"))
 
 
 def owner_is_gone(owner: dict) -> bool:
-    """True only if `owner` ran here (same host, boot and pid namespace) and has ended: its
-    pid is free, or taken by a process that started at another time (pid reuse)."""
-    me = this_process()
-    if owner.get("boot_id") is None or me["boot_id"] is None:
-        return False
-    if any(owner.get(key) != me[key] for key in ("host", "boot_id", "pid_namespace")):
-        return False
-    pid = int(owner["pid"])
-    if not _alive(pid):
-        return True
-    start = process_start(pid)
-    return start is not None and start != owner.get("start")
+    """True only if `owner` ran here and has ended (pid free, or reused by a newer process)."""
+    return owner_is_local(owner) and pid_is_gone(int(owner["pid"]), owner.get("start"))
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -146,11 +99,6 @@ def _refusal(folder: Path, owner: dict | None) -> str:
         "(another host, container or user, or a run just starting); if no run is active, "
         "run `snakemake --unlock` once, then run again"
     )
-
-
-def owner_is_local(owner: dict) -> bool:
-    me = this_process()
-    return all(owner.get(key) == me[key] for key in ("host", "boot_id", "pid_namespace"))
 
 
 def _incomplete_marks(state: Path, roots: list[Path]) -> list[Path]:
