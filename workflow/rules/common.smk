@@ -76,7 +76,8 @@ def final_targets(wildcards):
 
 
 onstart:
-    claim_new_locks(LOCKS_BEFORE)
+    if executes():  # Snakemake has just locked: record that the lock is ours
+        claim_new_locks(LOCKS_BEFORE)
 
 
 def keep_going_inside_cluster_groups():
