@@ -23,4 +23,4 @@ include: "workflow/rules/qc.smk"
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        final_targets,

@@ -1,13 +1,16 @@
 """Bad volumes fail alone, with a one-line reason naming the file, and leave nothing behind."""
 
 import gzip
+import os
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
-from support import affine_from, run_snakemake, smooth_volume, write_nifti
+from support import REPO, affine_from, run_snakemake, smooth_volume, write_nifti
 from nii_resample.errors import VolumeError
 from nii_resample.nifti import read_volume
 
@@ -139,3 +142,95 @@ def test_a_job_that_died_without_a_reason_is_still_reported(tmp_path):
     (failure,) = collect_failures(jobs)
     assert failure["reason"].startswith("lost.nii.gz: the job did not finish")
     assert failure["log"] == "none (see Snakemake's own log)"
+
+
+def _run_job(tmp_path, in_path, out_path):
+    """The per-volume job exactly as the rule runs it."""
+    command = [sys.executable, str(REPO / "scripts" / "resample.py"), str(in_path), str(out_path),
+               "8", "8", "8", "--log", str(tmp_path / "job.log"), "--record",
+               str(tmp_path / "records" / "x.tsv"), "--failure-record", str(tmp_path / "failed.tsv")]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
+def test_a_failing_job_leaves_an_existing_output_alone(tmp_path):
+    """An orphaned job of a killed run that fails late must not delete the volume a newer
+    run has just written under the same name, nor that run's record."""
+    good = write_nifti(tmp_path / "out" / "x_resampled.nii.gz", smooth_volume((8, 8, 8)),
+                       affine_from((1, 1, 1)))
+    record = tmp_path / "records" / "x.tsv"
+    record.parent.mkdir()
+    record.write_text("the newer run's record\n")
+    before = good.read_bytes()
+    broken = tmp_path / "x.nii.gz"
+    make_truncated_stream(tmp_path, broken)
+    result = _run_job(tmp_path, broken, good)
+    assert result.returncode == 1 and "ERROR x.nii.gz: the file is truncated" in result.stderr
+    assert good.read_bytes() == before
+    assert record.read_text() == "the newer run's record\n"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB file system (tmpfs; needs root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_full_disk_fails_the_volume_alone_and_leaves_nothing(tmp_path, tiny_disk):
+    folder = tmp_path / "in"
+    write_nifti(folder / "small.nii.gz", smooth_volume((12, 12, 12)), affine_from((1, 1, 1)))
+    noise = np.random.default_rng(0).standard_normal((40, 40, 40)).astype(np.float32)
+    write_nifti(folder / "huge.nii.gz", noise, affine_from((1, 1, 1)))
+    config = {"nii_folder": str(folder), "output_path": str(tiny_disk / "out"),
+              "desired_volume": [80, 80, 80], "saving_mode": "folder"}
+    # One job at a time: the two volumes' temporary files must not share the 1 MB.
+    result = run_snakemake(tmp_path / "work", config, "--keep-going", cores=1, check=False)
+    assert result.returncode != 0
+    line = "ERROR huge.nii.gz: no space left on device to write"
+    assert line in result.output
+    assert not (tiny_disk / "out" / "huge_resampled.nii.gz").exists()
+    assert nib.load(tiny_disk / "out" / "small_resampled.nii.gz").shape == (80, 80, 80)
+    assert not list(tiny_disk.rglob("*.partial"))
+    (failure,) = pd.read_csv(tiny_disk / "out" / "failures.tsv", sep="\t").itertuples()
+    assert failure.reason.startswith("huge.nii.gz: no space left on device")
+
+
+def test_output_path_that_is_a_file_is_refused_before_any_job(tmp_path, make_dataset):
+    folder, _ = make_dataset()
+    taken = tmp_path / "results.nii.gz"
+    taken.write_bytes(b"someone's file")
+    config = {"nii_folder": str(folder), "output_path": str(taken), "desired_volume": [8, 8, 8]}
+    result = run_snakemake(tmp_path / "work", config, check=False)
+    assert result.returncode != 0
+    assert f"Invalid configuration: output_path '{taken}' is a file, not a folder." in result.output
+    assert "Traceback" not in result.output and "NotADirectoryError" not in result.output
+    assert taken.read_bytes() == b"someone's file"
+
+
+def test_output_path_under_a_file_or_read_only_is_refused_by_the_api(tmp_path, make_dataset):
+    from nii_resample import resampling_dataset
+
+    folder, _ = make_dataset()
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match=r"output_path '.*a_file/out' is inside '.*a_file', "
+                                         r"which is a file"):
+        resampling_dataset(folder, tmp_path / "a_file" / "out", (8, 8, 8), cores=1)
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(read_only)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs: {mounted.stderr.strip()}")
+    try:
+        with pytest.raises(ValueError, match="is not writable: cannot create files in"):
+            resampling_dataset(folder, read_only / "out", (8, 8, 8), cores=1)
+    finally:
+        subprocess.run(["umount", str(read_only)], check=True)

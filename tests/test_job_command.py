@@ -88,7 +88,10 @@ def test_record_is_written_just_before_the_volume_appears(tmp_path, make_dataset
     assert target.exists() and not list(target.parent.glob("*.partial"))
 
 
-def test_a_failed_job_leaves_no_record_of_an_earlier_run(tmp_path):
+def test_a_failed_job_removes_only_what_it_made(tmp_path):
+    """A record it did not write (an earlier run's, or a newer run's while this job is an
+    orphan of a killed run) is not its to remove: the manifest reads records only of volumes
+    that exist, and a failed job leaves no volume."""
     from nii_resample.jobs import run_resample_job
 
     broken = tmp_path / "broken.nii.gz"
@@ -99,5 +102,5 @@ def test_a_failed_job_leaves_no_record_of_an_earlier_run(tmp_path):
     status = run_resample_job(broken, tmp_path / "out.nii.gz", record, failure,
                               tmp_path / "job.log", [4, 4, 4])
     assert status == 1
-    assert not record.exists() and failure.exists()
+    assert record.read_text() == "input_path\tstatus\nold\tok\n" and failure.exists()
     assert not (tmp_path / "out.nii.gz").exists()

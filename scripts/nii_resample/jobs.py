@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 from pathlib import Path
@@ -36,11 +37,16 @@ def run_resample_job(
     **options,
 ) -> int:
     """Resample one volume; on bad input, a one-line reason goes to the log, the console and
-    a failure record, no output is left behind, and the exit status is 1."""
+    a failure record, the exit status is 1, and the job leaves nothing it made (an existing
+    file at out_path is not this job's: it is left alone)."""
     failure_path, record_path = Path(failure_path), Path(record_path)
-    # The record is written just before the volume is renamed into place; one left by an
-    # earlier run of this volume (whose output Snakemake has removed) must not outlive it.
-    record_path.unlink(missing_ok=True)
+    wrote_record = False
+
+    def commit_record(row):
+        nonlocal wrote_record
+        write_record(record_path, row)
+        wrote_record = True
+
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         print(
@@ -54,17 +60,21 @@ def run_resample_job(
                 in_path,
                 out_path,
                 desired_volume,
-                before_commit=lambda row: write_record(record_path, row),
+                before_commit=commit_record,
                 **options,
             )
         except Exception as error:  # every failure must end as a one-line reason
             if isinstance(error, VolumeError):
                 reason = _one_line(error)
+            elif isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                reason = f"{Path(in_path).name}: no space left on device to write {out_path}"
             else:
                 reason = _one_line(f"{Path(in_path).name}: {type(error).__name__}: {error}")
                 traceback.print_exc(file=log)
-            Path(out_path).unlink(missing_ok=True)
-            record_path.unlink(missing_ok=True)
+            # Remove only what this job made: never out_path, which may be the volume a
+            # newer run just wrote (this job may be an orphan of a killed run).
+            if wrote_record:  # the record came, the volume's rename then failed
+                record_path.unlink(missing_ok=True)
             write_failure(
                 failure_path,
                 {"input_path": str(in_path), "output_path": str(out_path), "reason": reason},

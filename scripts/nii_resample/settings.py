@@ -215,15 +215,30 @@ def discover_volumes(nii_folder: str | os.PathLike) -> dict[str, Path]:
     return dict(sorted(volumes.items()))
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path` or the closest of its ancestors that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_output_location(config: dict) -> None:
-    """Folder mode must not write its outputs among the inputs."""
-    if config["saving_mode"] != "folder":
-        return
-    inputs = Path(config["nii_folder"]).resolve()
-    outputs = Path(config["output_path"]).resolve()
-    if inputs == outputs:
+    """output_path must be a folder, or be creatable as one, that we may write to; in folder
+    mode it must not be the input folder (the outputs would be mixed into the inputs)."""
+    given = config["output_path"]
+    outputs = Path(given).resolve()
+    existing = _nearest_existing(outputs)
+    if existing == outputs and not outputs.is_dir():
+        raise ConfigError(f"output_path {given!r} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(f"output_path {given!r} is inside {str(existing)!r}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
-            f"output_path {config['output_path']!r} is the input folder: with saving_mode "
+            f"output_path {given!r} is not writable: cannot create files in {str(existing)!r}"
+        )
+    if config["saving_mode"] == "folder" and Path(config["nii_folder"]).resolve() == outputs:
+        raise ConfigError(
+            f"output_path {given!r} is the input folder: with saving_mode "
             "'folder' the resampled volumes would be mixed into nii_folder; choose another "
             "output_path"
         )

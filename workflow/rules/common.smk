@@ -13,7 +13,13 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.command import job_arguments, put_python_first_on_path
 from nii_resample.resources import estimate_mem_mb_for_file
-from nii_resample.resume import release_stale_state
+from nii_resample.resume import (
+    LockedError,
+    claim_new_locks,
+    lock_files,
+    release_claims,
+    release_stale_locks,
+)
 from nii_resample.settings import (
     check_output_location,
     discover_volumes,
@@ -32,9 +38,46 @@ except (ConfigError, InputFolderError) as problem:
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Running again after a kill -9 just resumes: outputs are written atomically (temporary
-# name + rename), so a stale lock or an "incomplete" mark never guards a corrupt file.
-if workflow.is_main_process and release_stale_state():
-    logger.warning("An earlier run was killed: removed its stale lock; resuming.")
+# name + rename), so a stale lock never guards a corrupt file. Only locks proven stale are
+# removed (nii_resample.resume): a live run elsewhere must never be unlocked.
+LOCKS_BEFORE = lock_files(Path(".snakemake"))
+
+
+def executes():
+    """Whether this invocation runs jobs under a lock of its own: not a dry run, --touch,
+    --nolock, lint, report or unlock (they never reach execution, so no executor is set),
+    nor the inner Snakemake of a cluster job."""
+    return (
+        workflow.is_main_process
+        and workflow.executor_plugin is not None
+        and not workflow.dryrun
+        and not workflow.touch
+        and workflow.execution_settings is not None
+        and workflow.execution_settings.lock
+    )
+
+
+def final_targets(wildcards):
+    """Input of rule all. Snakemake calls it first when it builds the DAG, after it knows
+    whether it executes (unknown while this file is read) and before it checks the locks:
+    the moment to clear a killed run's stale lock."""
+    global LOCKS_BEFORE
+    if executes():
+        try:
+            removed = release_stale_locks([config["output_path"], config["nii_folder"]])
+        except LockedError as problem:
+            raise WorkflowError(f"{problem}.") from None
+        if removed:
+            logger.warning(
+                "An earlier run was killed: removed its stale lock; resuming."
+            )
+    LOCKS_BEFORE = lock_files(Path(".snakemake"))
+    return get_final_output()
+
+
+onstart:
+    if executes():  # Snakemake has just locked: record that the lock is ours
+        claim_new_locks(LOCKS_BEFORE)
 
 
 def keep_going_inside_cluster_groups():

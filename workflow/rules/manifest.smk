@@ -24,12 +24,14 @@ rule manifest:
 
 
 onsuccess:
+    release_claims()
     write_failures_report(f"{OUTPUT_PATH}/failures.tsv", [])
     if config["debug"]:
         print_summary(config, f"{OUTPUT_PATH}/manifest.tsv", len(VOLUMES))
 
 
 onerror:
+    release_claims()
     failures = collect_failures(expected_jobs())
     write_failures_report(f"{OUTPUT_PATH}/failures.tsv", failures)
     print_failures(failures, f"{OUTPUT_PATH}/failures.tsv", len(VOLUMES))
