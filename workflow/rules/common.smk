@@ -160,7 +160,8 @@ def get_resample_arguments(wildcards):
 
 def estimate_mem_mb(wildcards, input, attempt):
     """Memory request (MB) from the volume's header (nii_resample.resources: calibrated on
-    measured peaks of every path a volume can take); never raises (a raise aborts the run)."""
+    measured peaks of every path a volume can take); never raises (a raise aborts the run).
+    """
     options = job_options(config, VOLUMES[wildcards.prefix].name)
     return estimate_mem_mb_for_file(input.volume, DESIRED_VOLUME, options, attempt)
 
