@@ -67,7 +67,7 @@ def test_command_line(tmp_path, make_dataset):
         capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "scripts"), "PATH": ""},
     )
     assert bad.returncode == 2
-    assert bad.stderr.strip().startswith("error: desired_volume must be three positive integers")
+    assert bad.stderr.strip().endswith("error: argument Y: must be a positive integer, got '0'")
 
 
 def test_progress_bar_shows_on_a_terminal(tmp_path, make_dataset):

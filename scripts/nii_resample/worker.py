@@ -24,6 +24,14 @@ def failed_row(job: dict, reason: str) -> dict:
             "reason": one_line(reason)}
 
 
+def _remove_output(path: str) -> None:
+    """As the workflow's job (jobs.py): a failed volume leaves no output behind."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass  # no such file to remove (e.g. its folder's name is taken by a file)
+
+
 def run_job(job: dict) -> dict:
     """One volume; any exception becomes that volume's failed row (the others go on)."""
     from .errors import VolumeError
@@ -32,8 +40,7 @@ def run_job(job: dict) -> dict:
     try:
         return resample_volume(job["in_path"], job["out_path"], **job["options"])
     except Exception as error:  # every failure must end as a one-line reason
-        # As the workflow's job (jobs.py): a failed volume leaves no output behind.
-        Path(job["out_path"]).unlink(missing_ok=True)
+        _remove_output(job["out_path"])
         if isinstance(error, VolumeError):
             return failed_row(job, str(error))
         name = Path(job["in_path"]).name
