@@ -67,7 +67,8 @@ class _Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nii_resample.worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, encoding="utf-8", env=_worker_environment())
-        threading.Thread(target=self._read, args=(answers,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(answers,), daemon=True)
+        self.reader.start()
 
     def _read(self, answers: queue.Queue) -> None:
         for line in self.process.stdout:
@@ -96,6 +97,7 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.reader.join(timeout=5)
         if self.job is not None:
             remove_stale_partials(self.job["out_path"])
 
