@@ -52,7 +52,7 @@ def _worker_environment() -> dict:
 def _death_reason(returncode: int) -> str:
     if returncode < 0:
         number = -returncode
-        meaning = ("killed, e.g. out of memory" if number == signal.SIGKILL
+        meaning = ("killed, e.g. out of memory" if number == getattr(signal, "SIGKILL", 9)
                    else (signal.strsignal(number) or "unknown signal").lower())
         return f"the worker process died (signal {number}: {meaning})"
     return f"the worker process died (exit status {returncode})"
@@ -133,6 +133,15 @@ def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
     return rows
 
 
+def _worker_count(cores) -> int:
+    """`cores` checked (None: all CPUs); 0 or -1 must not quietly mean something else."""
+    if cores is None:
+        return os.cpu_count() or 1
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        raise ValueError(f"cores must be a positive integer or None (all CPUs), got {cores!r}")
+    return cores
+
+
 def _progress_bar(total: int, enabled):
     from tqdm.auto import tqdm
 
@@ -194,7 +203,7 @@ def resampling_dataset(
         }
         for prefix, path in volumes.items()
     ]
-    workers = max(1, min(int(cores or os.cpu_count() or 1), len(jobs)))
+    workers = min(_worker_count(cores), len(jobs))
     with _progress_bar(len(jobs), progress) as bar:
         results = _run_in_workers(jobs, workers, bar.update)
     results.sort(key=lambda row: row["input_path"])
