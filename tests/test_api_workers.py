@@ -80,8 +80,8 @@ def test_api_from_code_without_main_guard(tmp_path, make_dataset, how):
     _check_outputs(tmp_path / "out", inputs)
 
 
-def test_api_from_a_notebook(tmp_path, make_dataset):
-    nbformat = pytest.importorskip("nbformat")
+def test_api_from_a_notebook(tmp_path, make_dataset, monkeypatch):
+    import nbformat
     from nbclient import NotebookClient
 
     _, inputs = make_dataset(names=("a", "b", "c"))
@@ -94,13 +94,9 @@ def test_api_from_a_notebook(tmp_path, make_dataset):
         "env": {"PYTHONPATH": _environment()["PYTHONPATH"]},
     }))
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PLAIN_CODE)])
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(tmp_path / "jupyter")
-    try:
-        NotebookClient(notebook, kernel_name="nii-resample-test", timeout=300,
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        os.environ.pop("JUPYTER_PATH") if old is None else os.environ.update(JUPYTER_PATH=old)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    NotebookClient(notebook, kernel_name="nii-resample-test", timeout=300,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = notebook.cells[0].outputs
     printed = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
     assert printed == "3 volumes written\n", outputs
