@@ -21,8 +21,6 @@ __all__ = ["resample_volume", "main"]
 def main(argv=None) -> int:
     parser = build_parser(__doc__.splitlines()[0])
     args = vars(parser.parse_args(argv))
-    if min(args["desired_volume"]) < 1:
-        parser.error("X, Y and Z must be positive integers")
     in_path, out_path = args.pop("in_path"), args.pop("out_path")
     job_files = {key: args.pop(key) for key in ("record_path", "failure_path", "log_path")}
     if any(job_files.values()):

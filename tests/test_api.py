@@ -38,6 +38,14 @@ def test_api_errors_are_the_originals(tmp_path, make_dataset):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("cores", [0, -2, 1.5, "2", True])
+def test_api_refuses_a_bad_cores(tmp_path, make_dataset, cores):
+    folder, _ = make_dataset(names=("a",))
+    with pytest.raises(ValueError, match=f"cores must be a positive integer .*got {cores!r}"):
+        resampling_dataset(folder, tmp_path / "out", [8, 8, 8], cores=cores)
+    assert not (tmp_path / "out").exists()
+
+
 def test_api_finishes_the_others_then_reports_failures(tmp_path, make_dataset):
     folder, _ = make_dataset(names=("good",))
     (folder / "broken.nii.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
@@ -67,7 +75,7 @@ def test_command_line(tmp_path, make_dataset):
         capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "scripts"), "PATH": ""},
     )
     assert bad.returncode == 2
-    assert bad.stderr.strip().startswith("error: desired_volume must be three positive integers")
+    assert bad.stderr.strip().endswith("error: argument Y: must be a positive integer, got '0'")
 
 
 def test_progress_bar_shows_on_a_terminal(tmp_path, make_dataset):

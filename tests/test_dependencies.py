@@ -9,7 +9,7 @@ from support import REPO
 
 CONDA_NAMES = {"isal": "python-isal", "matplotlib": "matplotlib-base", "simpleitk": "simpleitk",
                "pyyaml": "pyyaml"}
-TEST_TOOLS = {"pytest", "snakefmt"}
+TEST_TOOLS = {"pytest", "snakefmt", "nbclient", "nbformat", "ipykernel"}
 
 
 def pip_requirements():

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .api import ResamplingFailed, resampling_dataset
+from .command import add_desired_volume, positive_int
 from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS, SAVING_MODES
+
+
+def _program_name() -> str:
+    """`nii-resample` when run as the installed command, else `python -m nii_resample`."""
+    name = Path(sys.argv[0]).name
+    return "python -m nii_resample" if name in ("__main__.py", "-c", "") else name
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m nii_resample",
+        prog=_program_name(),
         description="Resample every .nii.gz in a folder to X x Y x Z voxels, keeping the field "
         "of view. Options map onto the keys of config/config.yaml.",
     )
     parser.add_argument("nii_folder", help="folder of input .nii.gz volumes")
     parser.add_argument("output_path", help="folder for the results (created)")
-    parser.add_argument("desired_volume", nargs=3, metavar=("X", "Y", "Z"), help="target voxels")
+    add_desired_volume(parser, "target voxels")
     parser.add_argument("--saving-mode", choices=SAVING_MODES, default=DEFAULTS["saving_mode"])
-    parser.add_argument("--cores", type=int, default=None, help="parallel volumes (default: all)")
+    parser.add_argument("--cores", type=positive_int, default=None,
+                        help="parallel volumes (default: all)")
     parser.add_argument("--debug", action="store_true", help="print a summary at the end")
     parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS["engine"])
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default=DEFAULTS["interpolation"])

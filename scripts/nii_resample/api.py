@@ -1,20 +1,26 @@
 """Python API with the signature users know from `resampling_dataset`.
 
 It checks its arguments exactly as the workflow checks config/config.yaml and runs the same
-per-volume function as the workflow's jobs, so both write byte-identical volumes.
+per-volume function as the workflow's jobs, so both write byte-identical volumes. The
+volumes are resampled in `python -m nii_resample.worker` subprocesses, never through
+multiprocessing: nothing re-imports the caller's script, so the API works from a script
+without a main guard, an interactive session or a notebook, and a worker that crashes costs
+only its current volume.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import signal
+import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+import threading
 from pathlib import Path
 
-from .errors import VolumeError
 from .records import RECORD_COLUMNS, tsv_bytes, write_failures_report
-from .nifti import atomic_write_bytes
+from .nifti import atomic_write_bytes, remove_stale_partials
 from .settings import (
     check_output_location,
     discover_volumes,
@@ -22,7 +28,7 @@ from .settings import (
     normalise_config,
     resampled_path,
 )
-from .volume import resample_volume
+from .worker import failed_row
 
 
 class ResamplingFailed(RuntimeError):
@@ -35,12 +41,105 @@ class ResamplingFailed(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-def _resample_one(job: dict) -> dict:
+def _worker_environment() -> dict:
+    """The caller's environment with this package's parent folder first on PYTHONPATH, so
+    that the workers import the very package the caller imported."""
+    parent = str(Path(__file__).resolve().parents[1])
+    paths = [parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _death_reason(returncode: int) -> str:
+    if returncode < 0:
+        number = -returncode
+        meaning = ("killed, e.g. out of memory" if number == getattr(signal, "SIGKILL", 9)
+                   else (signal.strsignal(number) or "unknown signal").lower())
+        return f"the worker process died (signal {number}: {meaning})"
+    return f"the worker process died (exit status {returncode})"
+
+
+class _Worker:
+    """One `python -m nii_resample.worker` process doing one job at a time; a thread puts
+    each of its answers, and None when it ends, on the pool's queue."""
+
+    def __init__(self, answers: queue.Queue):
+        self.job = None
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nii_resample.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, encoding="utf-8", env=_worker_environment())
+        self.reader = threading.Thread(target=self._read, args=(answers,), daemon=True)
+        self.reader.start()
+
+    def _read(self, answers: queue.Queue) -> None:
+        for line in self.process.stdout:
+            answers.put((self, line))
+        answers.put((self, None))
+
+    def send(self, job: dict) -> None:
+        self.job = job
+        try:
+            self.process.stdin.write(json.dumps(job) + "\n")
+            self.process.stdin.flush()
+        except OSError:
+            pass  # it has died: its end of output follows on the queue and names the job
+
+    def stop(self) -> None:
+        """Idle: let it finish reading; busy (the caller stopped early): kill it, and remove
+        the temporary file its volume may have left."""
+        if self.job is not None:
+            self.process.kill()
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.reader.join(timeout=5)
+        if self.job is not None:
+            remove_stale_partials(self.job["out_path"])
+
+
+def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
+    """Every job's row, from `workers` worker processes; `done()` after each volume. A worker
+    that dies costs only its current volume (reported failed); a new one takes the rest."""
+    waiting, answers, pool, rows = list(reversed(jobs)), queue.Queue(), [], []
     try:
-        return resample_volume(job["in_path"], job["out_path"], **job["options"])
-    except VolumeError as error:
-        return {"input_path": str(job["in_path"]), "output_path": str(job["out_path"]),
-                "status": "failed", "reason": str(error)}
+        for _ in range(workers):
+            pool.append(_Worker(answers))
+            pool[-1].send(waiting.pop())
+        while any(worker.job is not None for worker in pool):
+            worker, line = answers.get()
+            job, worker.job = worker.job, None
+            if line is None:  # it died (a crash, the kernel's out-of-memory killer)
+                pool.remove(worker)
+                reason = _death_reason(worker.process.wait())
+                if job is not None:
+                    remove_stale_partials(job["out_path"])
+                    rows.append(failed_row(job, f"{Path(job['in_path']).name}: {reason}"))
+                    done()
+                if waiting:
+                    pool.append(worker := _Worker(answers))
+            else:
+                rows.append(json.loads(line))
+                done()
+            if waiting:
+                worker.send(waiting.pop())
+    finally:
+        for worker in pool:
+            worker.stop()
+    return rows
+
+
+def _worker_count(cores) -> int:
+    """`cores` checked (None: all CPUs); 0 or -1 must not quietly mean something else."""
+    if cores is None:
+        return os.cpu_count() or 1
+    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
+        raise ValueError(f"cores must be a positive integer or None (all CPUs), got {cores!r}")
+    return cores
 
 
 def _progress_bar(total: int, enabled):
@@ -98,24 +197,15 @@ def resampling_dataset(
     check_output_location(config)
     jobs = [
         {
-            "in_path": path,
-            "out_path": resampled_path(config["output_path"], prefix, config["saving_mode"]),
+            "in_path": str(path),
+            "out_path": str(resampled_path(config["output_path"], prefix, config["saving_mode"])),
             "options": {**job_options(config, path.name), "threads": config["threads_per_job"]},
         }
         for prefix, path in volumes.items()
     ]
-    workers = max(1, min(int(cores or os.cpu_count() or 1), len(jobs)))
-    results = []
+    workers = min(_worker_count(cores), len(jobs))
     with _progress_bar(len(jobs), progress) as bar:
-        if workers == 1:
-            for job in jobs:
-                results.append(_resample_one(job))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(_resample_one, job) for job in jobs]):
-                    results.append(future.result())
-                    bar.update()
+        results = _run_in_workers(jobs, workers, bar.update)
     results.sort(key=lambda row: row["input_path"])
     done = [row for row in results if row["status"] == "ok"]
     failures = [{**row, "log": ""} for row in results if row["status"] != "ok"]

@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 from pathlib import Path
 
 from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
+
+
+def positive_int(text: str) -> int:
+    """argparse type of X, Y, Z (and counts): a whole number of at least 1."""
+    if not re.fullmatch(r"\s*\+?\d+\s*", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def add_desired_volume(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The positionals X Y Z, gathered into `desired_volume` (a list). Not one nargs=3
+    positional with a tuple metavar: that crashes argparse's help and usage errors (3.11)."""
+    for axis in "XYZ":
+        parser.add_argument("desired_volume", metavar=axis, type=positive_int, action="append",
+                            help=f"{help_text} along {axis}")
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -19,9 +35,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("in_path", help="input .nii.gz volume")
     parser.add_argument("out_path", help="output .nii.gz path (folders are created)")
-    parser.add_argument(
-        "desired_volume", nargs=3, type=int, metavar=("X", "Y", "Z"), help="voxels per axis"
-    )
+    add_desired_volume(parser, "voxels")
     parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS["engine"])
     parser.add_argument(
         "--interpolation", choices=INTERPOLATIONS, default=DEFAULTS["interpolation"]
