@@ -114,6 +114,23 @@ _MATRIX_MIN_INNER = 16  # shorter contiguous runs: transpose into (lines, n) buf
 # --------------------------------------------------------------------------- validation
 
 
+def _check_steps(steps, ndim, shape, new_shape) -> list:
+    """Per-axis sampling steps: None where the axis keeps its field of view (the default)."""
+    if steps is None:
+        return [None] * ndim
+    steps = list(steps)
+    if len(steps) != ndim:
+        raise ValueError(f"steps has {len(steps)} entries but data has {ndim} axes")
+    checked = []
+    for step, n_in, n_out in zip(steps, shape, new_shape):
+        if step is not None and not (math.isfinite(step) and step > 0):
+            raise ValueError(f"steps must be positive finite numbers or None, got {steps!r}")
+        # the field-of-view step itself is the default grid: same floats, same ties
+        same = step is None or float(step) == (1.0 * n_in) / n_out
+        checked.append(None if same else float(step))
+    return checked
+
+
 def _check_sigmas(sigmas, ndim):
     """Per-axis Gaussian sigmas as a tuple of floats, or None if there is nothing to blur."""
     if sigmas is None:
@@ -191,10 +208,20 @@ def _check_args(data, new_shape, interpolation, precision, threads):
 # --------------------------------------------------------------------------- 1-D geometry
 
 
-def _positions(n_in: int, n_out: int, scanline: bool) -> np.ndarray:
+def grid_origin(n_in: int, n_out: int, step: float | None = None) -> tuple[float, float]:
+    """(origin, spacing) of the output grid in input continuous indices: the field of view
+    kept (step None: spacing n_in / n_out, outer edges fixed), or `step` input voxels per
+    output voxel with the centre of the field of view fixed. The itk engine
+    (nii_resample.volume) builds its grid from the same two numbers."""
+    if step is None:
+        spacing = (1.0 * n_in) / n_out
+        return 0.0 + (spacing - 1.0) / 2.0, spacing
+    return (n_in - 1.0) / 2.0 - (n_out - 1.0) / 2.0 * step, float(step)
+
+
+def _positions(n_in: int, n_out: int, scanline: bool, step: float | None = None) -> np.ndarray:
     """Continuous input index of each output sample, computed the way ITK does (float64)."""
-    spacing = (1.0 * n_in) / n_out
-    origin = 0.0 + (spacing - 1.0) / 2.0
+    origin, spacing = grid_origin(n_in, n_out, step)
     j = np.arange(n_out, dtype=np.float64)
     if scanline:
         # ResampleImageFilter::LinearThreadedGenerateData: start + alpha * (end - start),
@@ -213,9 +240,9 @@ def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx > n - 1, period - idx, idx)
 
 
-def _taps(kind: str, n_in: int, n_out: int, scanline: bool):
+def _taps(kind: str, n_in: int, n_out: int, scanline: bool, step: float | None = None):
     """Indices (taps, n_out) and float64 weights (taps, n_out) of the 1-D interpolation."""
-    x = _positions(n_in, n_out, scanline)
+    x = _positions(n_in, n_out, scanline, step)
     if kind == "nearest":
         # itk::Math::RoundHalfIntegerUp == RoundHalfIntegerToEven(2x + 0.5) >> 1.
         idx = np.rint(2.0 * x + 0.5).astype(np.int64) >> 1
@@ -342,15 +369,22 @@ class _AxisOp:
     """
 
     def __init__(
-        self, kind: str, n: int, n_out: int, scanline: bool, dtype: np.dtype, sigma: float = 0.0
+        self,
+        kind: str,
+        n: int,
+        n_out: int,
+        scanline: bool,
+        dtype: np.dtype,
+        sigma: float = 0.0,
+        step: float | None = None,
     ):
         self.n, self.n_out, self.dtype = n, n_out, dtype
         blur = _gauss_radius(sigma) > 0 and n > 1
-        if blur and n_out == n:  # blur only
+        if blur and n_out == n and step is None:  # blur only
             kind = "identity"
             idx, weights = np.arange(n)[None], np.ones((1, n))
         else:
-            idx, weights = _taps(kind, n, n_out, scanline)
+            idx, weights = _taps(kind, n, n_out, scanline, step)
         if blur:
             idx, weights = _blurred_taps(idx, weights, n, sigma)
         # bspline: the whole pass (prefilter, blur, taps) as banded matrix chunks (gemms);
@@ -666,6 +700,7 @@ def resample_array(
     threads: int = 1,
     antialias_sigmas: Sequence[float] | None = None,
     scanline_axis: int = -1,
+    steps: Sequence[float | None] | None = None,
 ) -> np.ndarray:
     """Resample `data` onto a `new_shape` grid covering the same field of view.
 
@@ -688,6 +723,10 @@ def resample_array(
     scanline_axis : the axis that is ITK's x (its scanline) in the reference: the last one
         for SimpleITK's (z, y, x) arrays (default), 0 for nibabel's (x, y, z). It only
         decides exact .5 ties of "nearest" (module docstring).
+    steps : None (the field of view kept: n_in / n_out input samples per output sample,
+        outer edges fixed), or per axis the input samples per output sample (None: that
+        axis's n_in / n_out), the grid centred on the input's centre: a target spacing
+        (nii_resample.grids) rather than a target size.
 
     Returns
     -------
@@ -718,9 +757,13 @@ def resample_array(
         raise ValueError(f"scanline_axis {scanline_axis} is not an axis of a {ndim}-D array")
     scan = perm.index(scanline_axis % ndim)  # ITK's x axis (scanline), in T-space
     sigma = [0.0] * ndim if sigmas is None else [sigmas[a] for a in perm]  # T-space
+    step = _check_steps(steps, ndim, data.shape, new_shape)
+    step = [step[a] for a in perm]  # T-space
 
     blurred = [_gauss_radius(sigma[p]) > 0 and shape[p] > 1 for p in range(ndim)]
-    changed = [p for p in range(ndim) if shape[p] != target[p] or blurred[p]]
+    changed = [
+        p for p in range(ndim) if shape[p] != target[p] or blurred[p] or step[p] is not None
+    ]
     if not changed:
         return work.astype(dtype, copy=True).transpose(inv)
 
@@ -734,7 +777,7 @@ def resample_array(
     if kind == "nearest" and sigmas is None:  # pure gathers, in the input dtype
         out = work
         for p in changed:
-            idx, _ = _taps("nearest", shape[p], target[p], p == scan)
+            idx, _ = _taps("nearest", shape[p], target[p], p == scan, step[p])
             out = np.take(out, idx[0], axis=p)
         return out.astype(dtype, copy=False).transpose(inv)
 
@@ -742,7 +785,10 @@ def resample_array(
     # per engine thread (threads > 1 parallelise over blocks, as for the other kinds).
     with _blas_threads(1) if kind == "bspline" else contextlib.nullcontext():
         # (nearest with a blur: weighted taps like the others, 1 tap on unblurred axes)
-        ops = {p: _AxisOp(kind, shape[p], target[p], p == scan, dtype, sigma[p]) for p in changed}
+        ops = {
+            p: _AxisOp(kind, shape[p], target[p], p == scan, dtype, sigma[p], step[p])
+            for p in changed
+        }
         stages = [(p, ops[p]) for p in changed if p != 0]  # in-plane passes, in order
         executor = None
         if threads > 1:

@@ -291,22 +291,30 @@ def read_volume(path: str | os.PathLike) -> Volume:
     return Volume(path=path, header=header, data=data, affine=affine, header_geometry=geometry)
 
 
-def resampling_index_map(old_shape, new_shape) -> np.ndarray:
-    """4x4 map from new voxel indices to old continuous ones keeping the field of view.
+def resampling_index_map(old_shape, new_shape, steps=None) -> np.ndarray:
+    """4x4 map from new voxel indices to old continuous ones.
 
-    New voxel i covers the same span as old continuous index (i + 0.5) * f - 0.5 with
-    f = old/new size per axis: the outer edges of the first and last voxels do not move.
+    Default (`steps` None), the field of view is kept: new voxel i covers the same span as
+    old continuous index (i + 0.5) * f - 0.5 with f = old/new size per axis, so the outer
+    edges of the first and last voxels do not move. With `steps` (old voxels per new voxel
+    on each axis, for a target spacing: nii_resample.grids) the centre of the field of view
+    stays put instead. The engines sample exactly these positions (engine.grid_origin).
     """
-    factors = np.asarray(old_shape[:3], float) / np.asarray(new_shape[:3], float)
+    from .engine import grid_origin
+
+    if steps is None:
+        steps = [None] * 3
     index_map = np.eye(4)
-    index_map[:3, :3] = np.diag(factors)
-    index_map[:3, 3] = (factors - 1.0) / 2.0
+    for axis, step in enumerate(steps):
+        origin, spacing = grid_origin(int(old_shape[axis]), int(new_shape[axis]), step)
+        index_map[axis, axis], index_map[axis, 3] = spacing, origin
     return index_map
 
 
-def resampled_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
-    """Affine of the new grid with the same physical field of view."""
-    return np.asarray(affine, dtype=np.float64) @ resampling_index_map(old_shape, new_shape)
+def resampled_affine(affine: np.ndarray, old_shape, new_shape, steps=None) -> np.ndarray:
+    """Affine of the new grid (resampling_index_map: the field of view or its centre kept)."""
+    index_map = resampling_index_map(old_shape, new_shape, steps)
+    return np.asarray(affine, dtype=np.float64) @ index_map
 
 
 def itk_geometry(affine: np.ndarray) -> dict[str, np.ndarray]:
