@@ -88,7 +88,8 @@ def test_workflow_treats_matching_files_as_label_maps(tmp_path):
     write_nifti(folder / "case1.nii.gz", (labels * 100).astype(np.int16), affine)
     config = {"nii_folder": str(folder), "output_path": str(tmp_path / "out"),
               "desired_volume": [25, 20, 17], "label_maps": ["*_seg.nii.gz"],
-              "saving_mode": "folder"}
+              # case1 (labels x 100) is piecewise constant: detection would call it labels.
+              "detect_label_maps": False, "saving_mode": "folder"}
     run_snakemake(tmp_path / "work", config)
     manifest = pd.read_csv(tmp_path / "out" / "manifest.tsv", sep="\t").set_index("kind")
     assert manifest.loc["label_map", "interpolation"] == "linear_argmax"

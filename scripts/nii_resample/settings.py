@@ -16,6 +16,8 @@ SAVING_MODES = ("case", "folder")
 ENGINES = ("fast", "itk")
 INTERPOLATIONS = ("bspline", "linear", "nearest")
 LABEL_INTERPOLATIONS = ("linear_argmax", "nearest")
+# What a volume is: forced by a file-name pattern, or decided from its header and content.
+KINDS = ("auto", "label_map", "image")
 VOLUME_SUFFIX = ".nii.gz"
 RESAMPLED_SUFFIX = "_resampled.nii.gz"
 REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
@@ -28,6 +30,8 @@ DEFAULTS = {
     "interpolation": "bspline",
     "antialias": True,
     "label_maps": [],
+    "images": [],
+    "detect_label_maps": True,
     "label_interpolation": "linear_argmax",
     "compression_level": 1,
     "threads_per_job": 1,
@@ -111,6 +115,26 @@ def is_label_map(name: str, patterns) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def matching_pattern(name: str, patterns) -> str | None:
+    """The first glob pattern the file name matches, if any."""
+    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+
+
+def volume_kind(config: dict, file_name: str) -> tuple[str, str]:
+    """(kind, reason) known before reading the file: a `label_maps` pattern (checked first)
+    forces "label_map", an `images` pattern "image"; otherwise "auto" (the job decides from
+    the header and voxels, with an empty reason) or, with detection off, "image"."""
+    pattern = matching_pattern(file_name, config["label_maps"])
+    if pattern:
+        return "label_map", f"file name matches {pattern}"
+    pattern = matching_pattern(file_name, config["images"])
+    if pattern:
+        return "image", f"file name matches images pattern {pattern}"
+    if config["detect_label_maps"]:
+        return "auto", ""
+    return "image", "no label_maps pattern matches (detection off)"
+
+
 def normalise_config(config: dict) -> dict:
     """A checked copy of `config` with defaults filled in and `--config` strings coerced."""
     unknown = sorted(set(config) - set(REQUIRED_KEYS) - set(DEFAULTS))
@@ -135,6 +159,8 @@ def normalise_config(config: dict) -> dict:
         "label_interpolation", checked["label_interpolation"], LABEL_INTERPOLATIONS
     )
     checked["label_maps"] = _parse_patterns("label_maps", checked["label_maps"])
+    checked["images"] = _parse_patterns("images", checked["images"])
+    checked["detect_label_maps"] = _parse_bool("detect_label_maps", checked["detect_label_maps"])
     checked["antialias"] = _parse_bool("antialias", checked["antialias"])
     checked["debug"] = _parse_bool("debug", checked["debug"])
     checked["qc"] = _parse_bool("qc", checked["qc"])
@@ -197,9 +223,11 @@ def job_options(config: dict, file_name: str) -> dict:
 
     Threads are not among them: they change speed, not results, and must not trigger reruns.
     """
+    kind, kind_reason = volume_kind(config, file_name)
     return {
         "desired_volume": config["desired_volume"],
-        "label_map": is_label_map(file_name, config["label_maps"]),
+        "kind": kind,
+        "kind_reason": kind_reason,
         "engine": config["engine"],
         "interpolation": config["interpolation"],
         "antialias": config["antialias"],

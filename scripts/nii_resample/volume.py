@@ -10,8 +10,8 @@ import numpy as np
 
 from .antialias import antialias_sigmas, gaussian_blur
 from .errors import VolumeError
-from .labels import resample_label_map
-from .settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS, parse_choice
+from .labels import detect_label_map, resample_label_map
+from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
 from .nifti import (
     Volume,
     itk_geometry,
@@ -110,6 +110,14 @@ def label_values(path: Path, frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.int64)
 
 
+def decide_kind(volume: Volume, kind: str, kind_reason: str) -> tuple[bool, str]:
+    """(label map?, why) for the volume: `kind` as given, or for "auto" from its NIfTI intent
+    code and its voxels (labels.detect_label_map: a few ms, done on the data just read)."""
+    if kind == "auto":
+        return detect_label_map(volume.header, volume.data)
+    return kind == "label_map", kind_reason or f"given as {kind}"
+
+
 def resample_frame(
     volume: Volume, frame: np.ndarray, desired_volume, options: dict, frame_range=None
 ) -> np.ndarray:
@@ -156,6 +164,8 @@ def resample_volume(
     interpolation: str = "bspline",
     antialias: bool = True,
     label_map: bool = False,
+    kind: str | None = None,
+    kind_reason: str = "",
     label_interpolation: str = "linear_argmax",
     compression_level: int = 1,
     threads: int = 1,
@@ -167,7 +177,9 @@ def resample_volume(
     spacing) / 2 so that the outer corners of the field of view stay put. Images use
     `interpolation` (clamped to the input range, integers rounded to nearest), with a
     Gaussian anti-aliasing prefilter on shrinking axes when `antialias`; label maps use
-    `label_interpolation` and never get a label that was not in the input. A 4-D series is
+    `label_interpolation` and never get a label that was not in the input. `kind` is
+    "label_map", "image" or "auto" (decided from the header and the voxels; the manifest's
+    `kind_reason` says why); without it, `label_map` chooses. A 4-D series is
     resampled frame by frame, keeping its 4th axis. Returns the manifest row; raises
     VolumeError with a one-line reason naming the file. `before_commit(row)`, if given, is
     called with the row once the output is complete, just before it is renamed into place
@@ -178,13 +190,13 @@ def resample_volume(
     parse_choice("engine", engine, ENGINES)
     parse_choice("interpolation", interpolation, INTERPOLATIONS)
     parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
+    kind = parse_choice("kind", kind or ("label_map" if label_map else "image"), KINDS)
     desired_volume = tuple(int(n) for n in desired_volume)
     options = {
         "engine": engine,
         "interpolation": interpolation,
         # Nearest neighbour promises input values only: a blur before it would break that.
         "antialias": bool(antialias) and interpolation != "nearest",
-        "label_map": bool(label_map),
         "label_interpolation": label_interpolation,
         "threads": threads,
     }
@@ -193,6 +205,8 @@ def resample_volume(
     stored_low, stored_high = intensity_range(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
+    label_map, kind_reason = decide_kind(volume, kind, kind_reason)
+    options["label_map"] = label_map
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
     resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
     for index in range(frames.shape[3]):
@@ -213,6 +227,7 @@ def resample_volume(
         "status": "ok",
         "reason": "",
         "kind": "label_map" if label_map else "image",
+        "kind_reason": kind_reason,
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
