@@ -154,21 +154,54 @@ def uniform_fraction(sample: np.ndarray, background) -> float:
 
 
 def _not_whole_reason(data: np.ndarray) -> str | None:
-    """Why float `data` is not a set of finite whole numbers (None if it is)."""
+    """Why float `data` is not a set of whole numbers below 2^31 (None if it is)."""
+    if np.array_equal(data, np.round(data)):  # False where NaN
+        if np.abs(data).max() < 2**31:  # also refuses infinities
+            return None
+        return "content: values beyond 2^31 or infinite (image)"
     if np.isnan(data).any():
         return "content: NaN values (image)"
-    if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
-        return "content: fractional or infinite values (image)"
-    if np.abs(data).max() >= 2**31:  # not label indices (and would overflow int64 counts)
-        return "content: values beyond 2^31 (image)"
-    return None
+    return "content: fractional values (image)"
+
+
+# Slabs of about this many voxels bound the memory of the whole-volume pass.
+SLAB_VOXELS = 1 << 22
+
+
+def _check_all_voxels(data: np.ndarray, limit: int) -> tuple[str | None, int]:
+    """(why the whole volume is no label map or None, its number of distinct values), slab
+    by slab along the last axis so that no full-size copy is made."""
+    slabs = data.reshape(data.shape[:2] + (-1,), order="F")
+    step = max(1, SLAB_VOXELS // (slabs.shape[0] * slabs.shape[1]))
+    low, high = data.min(), data.max()
+    if data.dtype.kind == "f" and (np.isnan(low) or np.isnan(high)):
+        return "content: NaN values (image)", 0
+    if abs(float(low)) >= 2**31 or abs(float(high)) >= 2**31:
+        return "content: values beyond 2^31 or infinite (image)", 0
+    low, high = int(low), int(high)
+    counts = np.zeros(high - low + 1, np.int64) if high - low < 1 << 24 else None
+    values = set()
+    for start in range(0, slabs.shape[2], step):
+        slab = slabs[:, :, start : start + step]
+        if slab.dtype.kind == "f":
+            reason = _not_whole_reason(slab)
+            if reason:
+                return reason, 0
+        if counts is not None:
+            counts += np.bincount(slab.ravel(order="K").astype(np.intp) - low, minlength=counts.size)
+        else:
+            values.update(np.unique(slab).tolist())
+    distinct = int(np.count_nonzero(counts)) if counts is not None else len(values)
+    if distinct > limit:
+        return f"content: more than {limit} distinct values (image)", distinct
+    return None, distinct
 
 
 def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
     """(is it a label map?, the short reason for the manifest), from the NIfTI intent code,
     else from the content: finite whole numbers, at most MAX_LABELS distinct values, and at
-    least MIN_UNIFORM of the non-background voxels inside uniform regions (measured
-    on sampled slices of the first frame; docs/label_detection.md has the figures)."""
+    least MIN_UNIFORM of the non-background voxels inside uniform regions (measured on
+    sampled slices of the first frame; docs/label_detection.md has the figures)."""
     intent = int(header["intent_code"])
     if intent in LABEL_INTENTS:
         return True, f"header intent {LABEL_INTENTS[intent]}"
@@ -186,12 +219,7 @@ def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
     uniform = uniform_fraction(sample, counted[0][np.argmax(counted[1])])
     if uniform < MIN_UNIFORM:
         return False, f"content: {uniform:.0%} uniform (image)"
-    if data.dtype.kind == "f":
-        reason = _not_whole_reason(data)
-        if reason:
-            return False, reason
-        frame = frame.astype(np.int64)
-    counted = _value_counts(frame, MAX_LABELS)
-    if counted is None:
-        return False, f"content: more than {MAX_LABELS} distinct values (image)"
-    return True, f"content: {counted[0].size} distinct integer values, {uniform:.0%} uniform"
+    reason, distinct = _check_all_voxels(data, MAX_LABELS)
+    if reason:
+        return False, reason
+    return True, f"content: {distinct} distinct integer values, {uniform:.0%} uniform"
