@@ -37,7 +37,8 @@ def _label_counts(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label values present and their voxel counts (bincount when the range is small: O(n))."""
     low, high = int(labels.min()), int(labels.max())
     if high - low < 1 << 24:
-        counts = np.bincount((labels.ravel(order="K") - low).astype(np.intp, copy=False))
+        # Widen before subtracting: int16 - min would wrap around for ranges over 32767.
+        counts = np.bincount(labels.ravel(order="K").astype(np.intp) - low)
         values = np.flatnonzero(counts)
         return (values + low).astype(labels.dtype), counts[values]
     return np.unique(labels, return_counts=True)
@@ -110,6 +111,8 @@ MAX_LABELS = 2000
 MIN_UNIFORM = 0.33
 # Neighbour statistics use up to this many pairs of adjacent slices (cost bound).
 SAMPLE_SLICE_PAIRS = 16
+# Slabs of about this many voxels bound the memory of passes over a whole volume.
+SLAB_VOXELS = 1 << 22
 
 
 def sample_slices(frame: np.ndarray) -> np.ndarray:
@@ -122,12 +125,23 @@ def sample_slices(frame: np.ndarray) -> np.ndarray:
     return frame[:, :, np.stack([starts, starts + 1], axis=1).ravel()]
 
 
+def _slabs(data: np.ndarray):
+    """`data` (3-D or more) as slabs of about SLAB_VOXELS voxels along its last axes: passes
+    over them make no full-size copy."""
+    stack = data.reshape(data.shape[:2] + (-1,), order="F")
+    step = max(1, SLAB_VOXELS // max(1, stack.shape[0] * stack.shape[1]))
+    for start in range(0, stack.shape[2], step):
+        yield stack[:, :, start : start + step]
+
+
 def _value_counts(data: np.ndarray, limit: int):
     """(values, counts) of integer-valued `data`, or None if it has more than `limit` values."""
     low, high = int(data.min()), int(data.max())
     if high - low < 1 << 24:
-        # Widen before subtracting: int16 - min would wrap around for ranges over 32767.
-        counts = np.bincount(data.ravel(order="K").astype(np.intp) - low)
+        counts = np.zeros(high - low + 1, np.int64)
+        for slab in _slabs(data):
+            # Widen before subtracting: int16 - min would wrap around for ranges over 32767.
+            counts += np.bincount(slab.ravel(order="K").astype(np.intp) - low, minlength=counts.size)
         values = np.flatnonzero(counts)
         return None if values.size > limit else (values + low, counts[values])
     values, counts = np.unique(data, return_counts=True)
@@ -164,37 +178,17 @@ def _not_whole_reason(data: np.ndarray) -> str | None:
     return "content: fractional values (image)"
 
 
-# Slabs of about this many voxels bound the memory of the whole-volume pass.
-SLAB_VOXELS = 1 << 22
-
-
 def _check_all_voxels(data: np.ndarray, limit: int) -> tuple[str | None, int]:
-    """(why the whole volume is no label map or None, its number of distinct values), slab
-    by slab along the last axis so that no full-size copy is made."""
-    slabs = data.reshape(data.shape[:2] + (-1,), order="F")
-    step = max(1, SLAB_VOXELS // (slabs.shape[0] * slabs.shape[1]))
-    low, high = data.min(), data.max()
-    if data.dtype.kind == "f" and (np.isnan(low) or np.isnan(high)):
-        return "content: NaN values (image)", 0
-    if abs(float(low)) >= 2**31 or abs(float(high)) >= 2**31:
-        return "content: values beyond 2^31 or infinite (image)", 0
-    low, high = int(low), int(high)
-    counts = np.zeros(high - low + 1, np.int64) if high - low < 1 << 24 else None
-    values = set()
-    for start in range(0, slabs.shape[2], step):
-        slab = slabs[:, :, start : start + step]
-        if slab.dtype.kind == "f":
+    """(why the whole volume is no label map or None, its number of distinct values)."""
+    if data.dtype.kind == "f":
+        for slab in _slabs(data):
             reason = _not_whole_reason(slab)
             if reason:
                 return reason, 0
-        if counts is not None:
-            counts += np.bincount(slab.ravel(order="K").astype(np.intp) - low, minlength=counts.size)
-        else:
-            values.update(np.unique(slab).tolist())
-    distinct = int(np.count_nonzero(counts)) if counts is not None else len(values)
-    if distinct > limit:
-        return f"content: more than {limit} distinct values (image)", distinct
-    return None, distinct
+    counted = _value_counts(data, limit)
+    if counted is None:
+        return f"content: more than {limit} distinct values (image)", 0
+    return None, counted[0].size
 
 
 def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
@@ -212,7 +206,6 @@ def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
         reason = _not_whole_reason(sample)
         if reason:
             return False, reason
-        sample = sample.astype(np.int64)
     counted = _value_counts(sample, MAX_LABELS)
     if counted is None:
         return False, f"content: more than {MAX_LABELS} distinct values (image)"
