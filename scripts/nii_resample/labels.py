@@ -151,19 +151,23 @@ def _value_counts(data: np.ndarray, limit: int):
 def uniform_fraction(sample: np.ndarray, background) -> float:
     """Among voxels not of the `background` (most frequent) value, the share inside a uniform
     region: whose next neighbours along all three axes have the same value (along the 3rd
-    axis: the other slice of its sampled pair). Noise and smooth ramps keep it low."""
-    here = sample[:-1, :-1]
-    if sample.shape[2] > 1:
-        here = here[:, :, 0::2][:, :, : sample.shape[2] // 2]
+    axis: the other slice of its sampled pair; axes of one voxel are skipped). Noise and
+    smooth ramps keep it low."""
+    pairs = sample.shape[2] // 2
+    lower = sample[:, :, 0 : 2 * pairs : 2] if pairs else sample
+    cut_x = slice(0, -1) if sample.shape[0] > 1 else slice(None)
+    cut_y = slice(0, -1) if sample.shape[1] > 1 else slice(None)
+    here = lower[cut_x, cut_y]
     counted = here != background
     total = int(np.count_nonzero(counted))
     if total == 0:
         return 1.0  # nothing but background: an empty mask (constant either way)
-    pairs = slice(0, None, 2) if sample.shape[2] > 1 else slice(None)
-    for ahead in (sample[1:, :-1], sample[:-1, 1:]):
-        counted &= ahead[:, :, pairs][:, :, : here.shape[2]] == here
-    if sample.shape[2] > 1:
-        counted &= sample[:-1, :-1, 1::2][:, :, : here.shape[2]] == here
+    if sample.shape[0] > 1:
+        counted &= lower[1:, cut_y] == here
+    if sample.shape[1] > 1:
+        counted &= lower[cut_x, 1:] == here
+    if pairs:
+        counted &= sample[:, :, 1 : 2 * pairs : 2][cut_x, cut_y] == here
     return int(np.count_nonzero(counted)) / total
 
 
@@ -215,4 +219,5 @@ def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
     reason, distinct = _check_all_voxels(data, MAX_LABELS)
     if reason:
         return False, reason
-    return True, f"content: {distinct} distinct integer values, {uniform:.0%} uniform"
+    values = "value" if distinct == 1 else "values"
+    return True, f"content: {distinct} distinct integer {values}, {uniform:.0%} uniform"
