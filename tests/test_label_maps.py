@@ -19,6 +19,7 @@ import pytest
 
 from support import REPO, affine_from, rotation, run_snakemake, smooth_volume, write_nifti
 from nii_resample.api import resampling_dataset
+from nii_resample.errors import VolumeError
 from nii_resample.labels import resample_label_map
 from nii_resample.volume import resample_volume
 
@@ -247,6 +248,15 @@ def test_command_lines_detect_by_default(tmp_path):
         assert run.returncode == 0, run.stderr
         table = pd.read_csv(tmp_path / out / "manifest.tsv", sep="\t")
         assert table.loc[0, "kind"] == kind, (flags, table.loc[0, "kind_reason"])
+
+
+def test_intent_coded_map_with_fractions_is_refused_naming_the_intent(tmp_path):
+    data = anatomy().astype(np.float32) + 0.5
+    source = write_nifti(tmp_path / "atlas.nii.gz", data, np.eye(4), header=with_intent(1003))
+    with pytest.raises(VolumeError, match="atlas.nii.gz: has header intent NIFTI_INTENT_NEURONAME "
+                                          "but holds non-integer values"):
+        resample_volume(source, tmp_path / "out.nii.gz", (30, 25, 16), kind="auto")
+    assert not (tmp_path / "out.nii.gz").exists()
 
 
 def test_float32_segmentation_is_resampled_as_labels_and_stays_float32(tmp_path):

@@ -98,13 +98,13 @@ def intensity_range(data: np.ndarray) -> tuple[float, float]:
     return data.min(), data.max()
 
 
-def label_values(path: Path, frame: np.ndarray) -> np.ndarray:
+def label_values(path: Path, frame: np.ndarray, why: str = "matched label_maps") -> np.ndarray:
     """A label map's values as integers; float-typed maps must hold whole numbers."""
     if frame.dtype.kind in "iu":
         return frame
     if not np.all(np.isfinite(frame)) or not np.array_equal(frame, np.round(frame)):
         raise VolumeError(
-            f"{path.name}: matched label_maps but holds non-integer values; "
+            f"{path.name}: {why} but holds non-integer values; "
             "label maps must contain whole-number labels"
         )
     return frame.astype(np.int64)
@@ -125,7 +125,7 @@ def resample_frame(
     frame's own range, `frame_range` when the caller already knows it)."""
     dtype = volume.data.dtype
     if options["label_map"]:
-        labels = label_values(volume.path, frame)
+        labels = label_values(volume.path, frame, options["label_why"])
         if options["label_interpolation"] == "linear_argmax":
             return resample_label_map(labels, desired_volume).astype(dtype)
         options = {**options, "interpolation": "nearest", "antialias": False}
@@ -207,6 +207,9 @@ def resample_volume(
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
     label_map, kind_reason = decide_kind(volume, kind, kind_reason)
     options["label_map"] = label_map
+    # Only a forced or intent-coded map can hold fractions (content detection refuses them).
+    intent = kind_reason.startswith("header intent")
+    options["label_why"] = f"has {kind_reason}" if intent else "matched label_maps"
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
     resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
     for index in range(frames.shape[3]):
