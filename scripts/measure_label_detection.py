@@ -61,7 +61,8 @@ def volumes(site):
         found.append((f"dipy {name}", "image", *stored(site / "dipy/data/files" / name)))
     ct, seg, mri = found[0][3], found[1][3], found[2][3]
     images = [(f"mri_head -> uint8 0..{n}", levels(mri, n)) for n in (80, 40, 20)]
-    images += [(f"MNI T1 -> uint8 0..{n} (no noise)", levels(mni["t1"], n)) for n in (80, 40, 20, 10)]
+    images += [(f"MNI T1 -> uint8 0..{n} (no noise)", levels(mni["t1"], n))
+               for n in (80, 40, 20, 10)]
     images += [("MNI GM -> uint8 0..50", levels(mni["gm"], 50)),
                ("CT -> uint8 0..80 (soft-tissue window)", levels(np.clip(ct, -160, 240), 80)),
                ("CT -> int16 HU / 10", np.rint(ct / 10).astype(np.int16)),
@@ -76,9 +77,11 @@ def volumes(site):
     maps = [("MNI brain mask (binary)", brain.astype(np.uint8)),
             ("MNI tissue classes (4 values)", tissue),
             ("  as float32", tissue.astype(np.float32)), ("  as int16", tissue.astype(np.int16)),
-            ("  downsampled x2", tissue[::2, ::2, ::2]), ("  downsampled x4", tissue[::4, ::4, ::4]),
+            ("  downsampled x2", tissue[::2, ::2, ::2]),
+            ("  downsampled x4", tissue[::4, ::4, ::4]),
             ("MNI GM > 127 (binary)", (mni["gm"] > 127).astype(np.uint8)),
-            ("Voronoi atlas, 150 parcels", atlas150), ("  downsampled x3", atlas150[::3, ::3, ::3]),
+            ("Voronoi atlas, 150 parcels", atlas150),
+            ("  downsampled x3", atlas150[::3, ::3, ::3]),
             ("Voronoi atlas, 1000 parcels", atlas1000),
             ("  downsampled x2", atlas1000[::2, ::2, ::2]),
             ("ct_chest_seg downsampled x2", seg[::2, ::2, ::2]),

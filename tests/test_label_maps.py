@@ -170,7 +170,8 @@ def test_unnamed_segmentations_are_label_maps_with_the_default_config(tmp_path):
         assert rows.loc[name, "interpolation"] == "bspline"
         assert rows.loc[name, "kind_reason"].endswith("(image)")
     for prefix in ("case_001", "sub-01_dseg"):
-        check_labels_kept(folder / f"{prefix}.nii.gz", tmp_path / "out" / f"{prefix}_resampled.nii.gz")
+        check_labels_kept(folder / f"{prefix}.nii.gz",
+                          tmp_path / "out" / f"{prefix}_resampled.nii.gz")
 
 
 def test_patterns_beat_content_and_detection_turns_off_in_the_workflow(tmp_path):
@@ -268,7 +269,8 @@ def test_float32_segmentation_is_resampled_as_labels_and_stays_float32(tmp_path)
 
 
 @pytest.mark.parametrize("name, data, reason", [
-    ("nan", np.where(anatomy() == 2, np.nan, anatomy()).astype(np.float32), "content: NaN values (image)"),
+    ("nan", np.where(anatomy() == 2, np.nan, anatomy()).astype(np.float32),
+     "content: NaN values (image)"),
     ("fraction", anatomy().astype(np.float32) + 0.25, "content: fractional values (image)"),
     ("mri81", mri_like_uint8(), "uniform (image)"),
     ("ct", smooth_volume((48, 44, 36)), "content: more than 2000 distinct values (image)"),

@@ -36,7 +36,11 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="label_map or image; auto (default) decides from the header and the voxels",
     )
     parser.add_argument(
-        "--label-map", dest="kind", action="store_const", const="label_map", help="= --kind label_map"
+        "--label-map",
+        dest="kind",
+        action="store_const",
+        const="label_map",
+        help="the same as --kind label_map",
     )
     parser.add_argument(
         "--kind-reason", default="", help="why --kind was chosen (for the manifest's kind_reason)"

@@ -141,7 +141,8 @@ def _value_counts(data: np.ndarray, limit: int):
         counts = np.zeros(high - low + 1, np.int64)
         for slab in _slabs(data):
             # Widen before subtracting: int16 - min would wrap around for ranges over 32767.
-            counts += np.bincount(slab.ravel(order="K").astype(np.intp) - low, minlength=counts.size)
+            widened = slab.ravel(order="K").astype(np.intp) - low
+            counts += np.bincount(widened, minlength=counts.size)
         values = np.flatnonzero(counts)
         return None if values.size > limit else (values + low, counts[values])
     values, counts = np.unique(data, return_counts=True)

@@ -110,11 +110,6 @@ def _parse_patterns(key: str, value) -> list[str]:
     return list(value)
 
 
-def is_label_map(name: str, patterns) -> bool:
-    """Does the file name match one of the `label_maps` glob patterns?"""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-
-
 def matching_pattern(name: str, patterns) -> str | None:
     """The first glob pattern the file name matches, if any."""
     return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
