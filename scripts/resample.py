@@ -1,6 +1,6 @@
 """Resample one NIfTI volume: the workflow's per-volume job, and a command line for one file.
 
-    python scripts/resample.py in.nii.gz out.nii.gz 128 128 64 [--engine itk] [--label-map] ...
+    python scripts/resample.py in.nii.gz out.nii.gz 128 128 64 [--engine itk] [--kind label_map] ...
 
 The work is done by the pure function `resample_volume` (nii_resample.volume). The rule runs
 this file as a shell command, adding --log/--record/--failure-record (nii_resample.command,

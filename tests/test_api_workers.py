@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from support import REPO, smooth_volume, write_nifti
+from support import REPO
 from nii_resample.api import ResamplingFailed, resampling_dataset
 
 SHAPE = (8, 9, 10)

@@ -128,3 +128,17 @@ def test_config_overrides_from_the_command_line(tmp_path, make_dataset):
 
     image = nib.load(tmp_path / "out" / "ct_resampled.nii.gz")
     assert image.shape == (6, 7, 5)
+
+
+def test_label_detection_keys_from_command_line_strings():
+    """`--config images=*_T1w.nii.gz,*_bold.nii.gz detect_label_maps=false` arrive as strings."""
+    base = {"nii_folder": "in", "output_path": "out", "desired_volume": [4, 4, 4]}
+    checked = normalise_config({**base, "images": "*_T1w.nii.gz,*_bold.nii.gz",
+                                "detect_label_maps": "false"})
+    assert checked["images"] == ["*_T1w.nii.gz", "*_bold.nii.gz"]
+    assert checked["detect_label_maps"] is False
+    assert normalise_config(base)["detect_label_maps"] is True
+    with pytest.raises(ConfigError, match="detect_label_maps must be true or false, got 'maybe'"):
+        normalise_config({**base, "detect_label_maps": "maybe"})
+    with pytest.raises(ConfigError, match="images must be a list of file-name patterns"):
+        normalise_config({**base, "images": [3]})

@@ -104,3 +104,16 @@ def test_a_failed_job_removes_only_what_it_made(tmp_path):
     assert status == 1
     assert record.read_text() == "input_path\tstatus\nold\tok\n" and failure.exists()
     assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_kind_defaults_to_detection_and_label_map_stays_an_alias():
+    def kind(*words):
+        return build_parser().parse_args(["in.nii.gz", "out.nii.gz", "4", "4", "4", *words]).kind
+
+    assert kind() == "auto"
+    assert kind("--label-map") == "label_map"
+    assert kind("--kind", "image") == "image"
+    config = normalise_config({"nii_folder": "in", "output_path": "out",
+                               "desired_volume": [4, 4, 4], "images": ["*_T1w.nii.gz"]})
+    assert job_options(config, "case_001.nii.gz")["kind"] == "auto"
+    assert job_options(config, "sub-01_T1w.nii.gz")["kind"] == "image"

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no Gaussian prefilter before downsampling")
     parser.add_argument("--label-maps", nargs="*", default=DEFAULTS["label_maps"], metavar="GLOB",
                         help='file-name patterns of label maps, e.g. "*_seg.nii.gz"')
+    parser.add_argument("--images", nargs="*", default=DEFAULTS["images"], metavar="GLOB",
+                        help='file-name patterns of volumes always treated as images')
+    parser.add_argument("--no-detect-label-maps", dest="detect_label_maps", action="store_false",
+                        help="label maps only by --label-maps, not by header or content")
     parser.add_argument("--label-interpolation", choices=LABEL_INTERPOLATIONS,
                         default=DEFAULTS["label_interpolation"])
     parser.add_argument("--compression-level", type=int, default=DEFAULTS["compression_level"])
@@ -59,6 +63,8 @@ def main(argv=None) -> int:
             interpolation=args.interpolation,
             antialias=args.antialias,
             label_maps=args.label_maps,
+            images=args.images,
+            detect_label_maps=args.detect_label_maps,
             label_interpolation=args.label_interpolation,
             compression_level=args.compression_level,
             threads_per_job=args.threads_per_job,

@@ -12,7 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS
+from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS
 
 
 def positive_int(text: str) -> int:
@@ -43,7 +43,22 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-antialias", dest="antialias", action="store_false", help="no Gaussian prefilter"
     )
-    parser.add_argument("--label-map", action="store_true", help="the input is a label map")
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="auto",
+        help="label_map or image; auto (default) decides from the header and the voxels",
+    )
+    parser.add_argument(
+        "--label-map",
+        dest="kind",
+        action="store_const",
+        const="label_map",
+        help="the same as --kind label_map",
+    )
+    parser.add_argument(
+        "--kind-reason", default="", help="why --kind was chosen (for the manifest's kind_reason)"
+    )
     parser.add_argument(
         "--label-interpolation",
         choices=LABEL_INTERPOLATIONS,
@@ -79,6 +94,7 @@ def job_arguments(options: dict) -> str:
     words += ["--compression-level", str(options["compression_level"])]
     if not options["antialias"]:
         words.append("--no-antialias")
-    if options["label_map"]:
-        words.append("--label-map")
+    words += ["--kind", options["kind"]]
+    if options["kind_reason"]:
+        words += ["--kind-reason", options["kind_reason"]]
     return shlex.join(words)

@@ -20,6 +20,7 @@ RECORD_COLUMNS = (
     "status",
     "reason",
     "kind",
+    "kind_reason",
     "engine",
     "interpolation",
     "antialias",

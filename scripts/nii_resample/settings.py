@@ -16,6 +16,8 @@ SAVING_MODES = ("case", "folder")
 ENGINES = ("fast", "itk")
 INTERPOLATIONS = ("bspline", "linear", "nearest")
 LABEL_INTERPOLATIONS = ("linear_argmax", "nearest")
+# What a volume is: forced by a file-name pattern, or decided from its header and content.
+KINDS = ("auto", "label_map", "image")
 # Input volumes: gzipped or plain NIfTI-1/-2 (outputs are always .nii.gz).
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 RESAMPLED_SUFFIX = "_resampled.nii.gz"
@@ -29,6 +31,8 @@ DEFAULTS = {
     "interpolation": "bspline",
     "antialias": True,
     "label_maps": [],
+    "images": [],
+    "detect_label_maps": True,
     "label_interpolation": "linear_argmax",
     "compression_level": 1,
     "threads_per_job": 1,
@@ -107,9 +111,28 @@ def _parse_patterns(key: str, value) -> list[str]:
     return list(value)
 
 
-def is_label_map(name: str, patterns) -> bool:
-    """Does the file name match one of the `label_maps` glob patterns?"""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+def matching_pattern(name: str, patterns) -> str | None:
+    """The first glob pattern the file name matches, if any. An uncompressed `x.nii` also
+    matches the patterns written for `x.nii.gz` (e.g. "*_seg.nii.gz")."""
+    names = (name, f"{name}.gz") if name.endswith(".nii") else (name,)
+    return next(
+        (p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)), None
+    )
+
+
+def volume_kind(config: dict, file_name: str) -> tuple[str, str]:
+    """(kind, reason) known before reading the file: a `label_maps` pattern (checked first)
+    forces "label_map", an `images` pattern "image"; otherwise "auto" (the job decides from
+    the header and voxels, with an empty reason) or, with detection off, "image"."""
+    pattern = matching_pattern(file_name, config["label_maps"])
+    if pattern:
+        return "label_map", f"file name matches {pattern}"
+    pattern = matching_pattern(file_name, config["images"])
+    if pattern:
+        return "image", f"file name matches images pattern {pattern}"
+    if config["detect_label_maps"]:
+        return "auto", ""
+    return "image", "no label_maps pattern matches (detection off)"
 
 
 def normalise_config(config: dict) -> dict:
@@ -136,6 +159,8 @@ def normalise_config(config: dict) -> dict:
         "label_interpolation", checked["label_interpolation"], LABEL_INTERPOLATIONS
     )
     checked["label_maps"] = _parse_patterns("label_maps", checked["label_maps"])
+    checked["images"] = _parse_patterns("images", checked["images"])
+    checked["detect_label_maps"] = _parse_bool("detect_label_maps", checked["detect_label_maps"])
     checked["antialias"] = _parse_bool("antialias", checked["antialias"])
     checked["debug"] = _parse_bool("debug", checked["debug"])
     checked["qc"] = _parse_bool("qc", checked["qc"])
@@ -257,9 +282,11 @@ def job_options(config: dict, file_name: str) -> dict:
 
     Threads are not among them: they change speed, not results, and must not trigger reruns.
     """
+    kind, kind_reason = volume_kind(config, file_name)
     return {
         "desired_volume": config["desired_volume"],
-        "label_map": is_label_map(file_name, config["label_maps"]),
+        "kind": kind,
+        "kind_reason": kind_reason,
         "engine": config["engine"],
         "interpolation": config["interpolation"],
         "antialias": config["antialias"],

@@ -10,8 +10,8 @@ import numpy as np
 
 from .antialias import antialias_sigmas, gaussian_blur
 from .errors import VolumeError
-from .labels import resample_label_map
-from .settings import ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS, parse_choice
+from .labels import detect_label_map, resample_label_map
+from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
 from .nifti import (
     Volume,
     itk_geometry,
@@ -130,16 +130,24 @@ def finite_mask(frame: np.ndarray) -> np.ndarray | None:
     return None if finite.all() else finite
 
 
-def label_values(path: Path, frame: np.ndarray) -> np.ndarray:
+def label_values(path: Path, frame: np.ndarray, why: str = "matched label_maps") -> np.ndarray:
     """A label map's values as integers; float-typed maps must hold whole numbers."""
     if frame.dtype.kind in "iu":
         return frame
     if not np.all(np.isfinite(frame)) or not np.array_equal(frame, np.round(frame)):
         raise VolumeError(
-            f"{path.name}: matched label_maps but holds non-integer values; "
+            f"{path.name}: {why} but holds non-integer values; "
             "label maps must contain whole-number labels"
         )
     return frame.astype(np.int64)
+
+
+def decide_kind(volume: Volume, kind: str, kind_reason: str) -> tuple[bool, str]:
+    """(label map?, why) for the volume: `kind` as given, or for "auto" from its NIfTI intent
+    code and its voxels (labels.detect_label_map: a few ms, done on the data just read)."""
+    if kind == "auto":
+        return detect_label_map(volume.header, volume.data)
+    return kind == "label_map", kind_reason or f"given as {kind}"
 
 
 def resample_frame(
@@ -149,7 +157,7 @@ def resample_frame(
     frame's own range, `frame_range` when the caller already knows it)."""
     dtype = volume.data.dtype
     if options["label_map"]:
-        labels = label_values(volume.path, frame)
+        labels = label_values(volume.path, frame, options["label_why"])
         if options["label_interpolation"] == "linear_argmax":
             return resample_label_map(labels, desired_volume).astype(dtype)
         options = {**options, "interpolation": "nearest", "antialias": False}
@@ -220,6 +228,8 @@ def resample_volume(
     interpolation: str = "bspline",
     antialias: bool = True,
     label_map: bool = False,
+    kind: str | None = None,
+    kind_reason: str = "",
     label_interpolation: str = "linear_argmax",
     compression_level: int = 1,
     threads: int = 1,
@@ -231,7 +241,9 @@ def resample_volume(
     spacing) / 2 so that the outer corners of the field of view stay put. Images use
     `interpolation` (clamped to the input range, integers rounded to nearest), with a
     Gaussian anti-aliasing prefilter on shrinking axes when `antialias`; label maps use
-    `label_interpolation` and never get a label that was not in the input. A 4-D series is
+    `label_interpolation` and never get a label that was not in the input. `kind` is
+    "label_map", "image" or "auto" (decided from the header and the voxels; the manifest's
+    `kind_reason` says why); without it, `label_map` chooses. A 4-D series is
     resampled frame by frame, keeping its 4th axis. Returns the manifest row; raises
     VolumeError with a one-line reason naming the file. `before_commit(row)`, if given, is
     called with the row once the output is complete, just before it is renamed into place
@@ -242,13 +254,13 @@ def resample_volume(
     parse_choice("engine", engine, ENGINES)
     parse_choice("interpolation", interpolation, INTERPOLATIONS)
     parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
+    kind = parse_choice("kind", kind or ("label_map" if label_map else "image"), KINDS)
     desired_volume = tuple(int(n) for n in desired_volume)
     options = {
         "engine": engine,
         "interpolation": interpolation,
         # Nearest neighbour promises input values only: a blur before it would break that.
         "antialias": bool(antialias) and interpolation != "nearest",
-        "label_map": bool(label_map),
         "label_interpolation": label_interpolation,
         "threads": threads,
     }
@@ -258,6 +270,11 @@ def resample_volume(
     nonfinite_in = nonfinite_count(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
+    label_map, kind_reason = decide_kind(volume, kind, kind_reason)
+    options["label_map"] = label_map
+    # Only a forced or intent-coded map can hold fractions (content detection refuses them).
+    intent = kind_reason.startswith("header intent")
+    options["label_why"] = f"has {kind_reason}" if intent else "matched label_maps"
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
     resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
     for index in range(frames.shape[3]):
@@ -278,6 +295,7 @@ def resample_volume(
         "status": "ok",
         "reason": "",
         "kind": "label_map" if label_map else "image",
+        "kind_reason": kind_reason,
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
