@@ -13,9 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample_positions(n_in: int, n_out: int) -> np.ndarray:
-    """Input continuous indices sampled by the field-of-view-preserving grid."""
-    return (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+def sample_positions(n_in: int, n_out: int, step: float | None = None) -> np.ndarray:
+    """Input continuous indices sampled by the output grid (the field of view kept, or
+    `step` input voxels apart around the centre: engine.grid_origin)."""
+    from .engine import grid_origin
+
+    origin, spacing = grid_origin(n_in, n_out, step)
+    return origin + spacing * np.arange(n_out, dtype=np.float64)
 
 
 def _linear_along(block: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
@@ -107,11 +111,15 @@ def _output_slabs(shape) -> list[slice]:
     return [slice(start, min(start + step, shape[2])) for start in range(0, shape[2], step)]
 
 
-def resample_label_map(labels: np.ndarray, new_shape) -> np.ndarray:
-    """Resample a 3-D integer label map onto `new_shape`; the output keeps the input's type."""
+def resample_label_map(labels: np.ndarray, new_shape, steps=None) -> np.ndarray:
+    """Resample a 3-D integer label map onto `new_shape` (`steps`: a target spacing's grid,
+    nii_resample.grids); the output keeps the input's type."""
     old_shape = labels.shape
     new_shape = tuple(int(n) for n in new_shape)
-    positions = [sample_positions(n_in, n_out) for n_in, n_out in zip(old_shape, new_shape)]
+    positions = [
+        sample_positions(n_in, n_out, step)
+        for n_in, n_out, step in zip(old_shape, new_shape, steps or [None] * 3)
+    ]
     values, counts = _label_counts(labels)
     # The most frequent label (the background) is never interpolated itself: its share is
     # 1 - the sum of the others, so it costs nothing however large it is.

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .antialias import antialias_sigmas, gaussian_blur
+from .engine import grid_origin
+from .grids import size_ratios, target_grid
 from .errors import VolumeError
 from .labels import detect_label_map, resample_label_map
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
@@ -32,14 +34,15 @@ def _size_text(values) -> str:
 
 
 def resample_with_itk(
-    frame: np.ndarray, desired_volume, interpolation: str, threads: int
+    frame: np.ndarray, desired_volume, interpolation: str, threads: int, steps=None
 ) -> np.ndarray:
     """Reference path: SimpleITK's own Resample, on the voxel-index grid.
 
     The field-of-view-preserving transform is a pure per-axis scaling of voxel indices
     (nifti.resampled_affine), whatever the spacing, origin and direction, so it is run in
     index space: unit spacing, zero origin, identity direction in; spacing f = old/new size
-    and origin (f - 1) / 2 out. The samples are the same as on the physical grid (to ~1e-12
+    and origin (f - 1) / 2 out (with `steps`, a target spacing: that spacing, centred;
+    engine.grid_origin). The samples are the same as on the physical grid (to ~1e-12
     voxel), but nearest-neighbour ties (exact .5 positions) no longer depend on how the
     physical coordinates happen to round: the fast engine decides them the same way.
     """
@@ -53,14 +56,17 @@ def resample_with_itk(
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
     # SimpleITK's array order is (z, y, x): the transpose of nibabel's F-ordered (x, y, z).
     image = sitk.GetImageFromArray(np.ascontiguousarray(frame.T))
-    factors = np.asarray(frame.shape[:3], float) / np.asarray(desired_volume, float)
+    grid = [
+        grid_origin(n_in, int(n_out), step)
+        for n_in, n_out, step in zip(frame.shape[:3], desired_volume, steps or [None] * 3)
+    ]
     resampled = sitk.Resample(
         image,
         [int(n) for n in desired_volume],
         sitk.Transform(),
         interpolators[interpolation],
-        ((factors - 1.0) / 2.0).tolist(),
-        factors.tolist(),
+        [origin for origin, _ in grid],
+        [spacing for _, spacing in grid],
         np.eye(3).ravel().tolist(),
         0.0,
         sitk.sitkFloat64,
@@ -75,6 +81,7 @@ def resample_with_fast_engine(
     threads: int,
     sigmas=None,
     precision=None,
+    steps=None,
 ) -> np.ndarray:
     from .engine import resample_array
 
@@ -88,6 +95,7 @@ def resample_with_fast_engine(
         threads=threads,
         antialias_sigmas=sigmas,
         scanline_axis=0,  # nibabel's x, ITK's scanline
+        steps=steps,
     )
 
 
@@ -159,11 +167,13 @@ def resample_frame(
     if options["label_map"]:
         labels = label_values(volume.path, frame, options["label_why"])
         if options["label_interpolation"] == "linear_argmax":
-            return resample_label_map(labels, desired_volume).astype(dtype)
+            return resample_label_map(labels, desired_volume, options["steps"]).astype(dtype)
         options = {**options, "interpolation": "nearest", "antialias": False}
         frame = labels
     sigmas = (
-        antialias_sigmas(frame.shape, desired_volume) if options["antialias"] else (0.0,) * 3
+        antialias_sigmas(frame.shape, desired_volume, options["steps"])
+        if options["antialias"]
+        else (0.0,) * 3
     )
     low, high = frame_range if frame_range is not None else intensity_range(frame)
     finite = finite_mask(frame)
@@ -189,10 +199,13 @@ def interpolate(frame, desired_volume, options, sigmas, precision=None) -> np.nd
             options["threads"],
             sigmas if any(sigmas) else None,
             precision,
+            options.get("steps"),
         )
     if any(sigmas):
         frame = gaussian_blur(frame, sigmas, np.float64)
-    return resample_with_itk(frame, desired_volume, options["interpolation"], options["threads"])
+    return resample_with_itk(
+        frame, desired_volume, options["interpolation"], options["threads"], options.get("steps")
+    )
 
 
 def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.ndarray:
@@ -222,8 +235,9 @@ def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.nd
 def resample_volume(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
-    desired_volume,
+    desired_volume=None,
     *,
+    desired_spacing=None,
     engine: str = "fast",
     interpolation: str = "bspline",
     antialias: bool = True,
@@ -235,10 +249,13 @@ def resample_volume(
     threads: int = 1,
     before_commit=None,
 ) -> dict:
-    """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels and write `out_path` atomically.
+    """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels, or to `desired_spacing`
+    (mm per axis), and write `out_path` atomically.
 
-    New spacing = old spacing x old size / new size; the origin moves by D (new - old
-    spacing) / 2 so that the outer corners of the field of view stay put. Images use
+    desired_volume: new spacing = old spacing x old size / new size; the origin moves by
+    D (new - old spacing) / 2 so that the outer corners of the field of view stay put.
+    desired_spacing: max(1, round(n s / t)) voxels of exactly that spacing, the centre of
+    the field of view kept (nii_resample.grids). Images use
     `interpolation` (clamped to the input range, integers rounded to nearest), with a
     Gaussian anti-aliasing prefilter on shrinking axes when `antialias`; label maps use
     `label_interpolation` and never get a label that was not in the input. `kind` is
@@ -255,7 +272,8 @@ def resample_volume(
     parse_choice("interpolation", interpolation, INTERPOLATIONS)
     parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
     kind = parse_choice("kind", kind or ("label_map" if label_map else "image"), KINDS)
-    desired_volume = tuple(int(n) for n in desired_volume)
+    if (desired_volume is None) == (desired_spacing is None):
+        raise ValueError("give exactly one of desired_volume and desired_spacing")
     options = {
         "engine": engine,
         "interpolation": interpolation,
@@ -270,6 +288,10 @@ def resample_volume(
     nonfinite_in = nonfinite_count(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
+    old_spacing = itk_geometry(volume.affine)["spacing"]
+    desired_volume, options["steps"] = target_grid(
+        volume.spatial_shape, old_spacing, desired_volume, desired_spacing
+    )
     label_map, kind_reason = decide_kind(volume, kind, kind_reason)
     options["label_map"] = label_map
     # Only a forced or intent-coded map can hold fractions (content detection refuses them).
@@ -284,11 +306,14 @@ def resample_volume(
         )
     # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
     resampled = resampled.reshape(desired_volume + volume.data.shape[3:], order="F")
-    new_affine = resampled_affine(volume.affine, volume.spatial_shape, desired_volume)
+    new_affine = resampled_affine(
+        volume.affine, volume.spatial_shape, desired_volume, options["steps"]
+    )
     slope, inter = volume.intensity_scaling
     new_low, new_high = intensity_range(resampled)
     old_geometry, new_geometry = itk_geometry(volume.affine), itk_geometry(new_affine)
-    downsampling = any(n_in > n_out for n_in, n_out in zip(volume.spatial_shape, desired_volume))
+    ratios = size_ratios(volume.spatial_shape, desired_volume, options["steps"])
+    downsampling = bool(np.any(ratios > 1.0))
     row = {
         "input_path": str(in_path),
         "output_path": str(out_path),
