@@ -7,8 +7,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+# This workflow's own folder: found from this file, not from the Snakefile that Snakemake
+# runs, which is another workflow's when this one is used as a module (README).
+WORKFLOW_ROOT = Path(workflow.current_basedir).parents[1]
 # The per-volume logic lives in an importable package beside the scripts.
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+sys.path.insert(0, str(WORKFLOW_ROOT / "scripts"))
 
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.command import job_arguments, put_python_first_on_path
@@ -132,7 +135,7 @@ def input_volume_pattern():
 # interpreter, with its packages, even when its venv is not activated (as Snakemake does for
 # `script:`). With --use-conda the job activates its environment, whose python3 comes first.
 put_python_first_on_path(sys.executable)
-RESAMPLE_SCRIPT = str(Path(workflow.basedir) / "scripts" / "resample.py")
+RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample.py")
 
 
 def get_final_output():
