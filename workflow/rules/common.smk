@@ -1,5 +1,6 @@
 """Everything that is not a rule: config checks, volume discovery, paths and input functions."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def final_targets(wildcards):
                 "An earlier run was killed: removed its stale lock; resuming."
             )
     LOCKS_BEFORE = lock_files(Path(".snakemake"))
+    refuse_outdated_report()  # qc.smk
     return get_final_output()
 
 
