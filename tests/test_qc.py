@@ -1,13 +1,14 @@
 """QC pictures: readable PNGs in patient orientation and millimetres, and the HTML report."""
 
 import base64
+import re
 import struct
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from support import affine_from, run_snakemake, smooth_volume, write_nifti
+from support import REPO, affine_from, run_snakemake, smooth_volume, write_nifti
 from nii_resample.qc import draw_qc_figure, manifest_table, overview_figure, qc_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -179,6 +180,9 @@ def test_report_refuses_qc_pictures_older_than_their_volumes(tmp_path, make_data
                            "volumes (or missing); "), line
     assert line.endswith("; run `snakemake --cores N` with this report's --config/--configfile "
                          "options (qc=true included) first, then the report."), line
+    # the README shows that very sentence (for 3 volumes)
+    readme = (REPO / "README.md").read_text().split("### QC pictures and the report\n")[1]
+    assert line.replace("2 of 2", "3 of 3") in re.findall(r"```\n(No report: .*)\n```", readme)
     assert "Report created" not in refused.output
 
     # The suggested command brings them up to date; then the report shows the 32x32x24 run.
