@@ -1,13 +1,14 @@
 """QC pictures: readable PNGs in patient orientation and millimetres, and the HTML report."""
 
 import base64
+import re
 import struct
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from support import affine_from, run_snakemake, smooth_volume, write_nifti
+from support import REPO, affine_from, run_snakemake, smooth_volume, write_nifti
 from nii_resample.qc import draw_qc_figure, manifest_table, overview_figure, qc_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -161,3 +162,50 @@ def test_workflow_writes_qc_pictures_and_a_report(tmp_path, make_dataset):
         assert base64.b64encode(result.read_bytes()).decode() in page, result.name
     for text in ("Volumes", "Dataset", "qc_figure", "radiological convention"):
         assert text in page, text
+
+
+def test_report_refuses_qc_pictures_older_than_their_volumes(tmp_path, make_dataset):
+    # The sequence of issue 12: a run with QC, a run at another size without QC, a report.
+    folder, _ = make_dataset(names=("ct", "mri"))
+    output, work, report = tmp_path / "out", tmp_path / "work", tmp_path / "report.html"
+    config = {"nii_folder": str(folder), "output_path": str(output)}
+    run_snakemake(work, config, "--config", "desired_volume=[64,64,48]", "qc=true")
+    run_snakemake(work, config, "--config", "desired_volume=[32,32,24]")
+    refused = run_snakemake(work, config, "--config", "desired_volume=[32,32,24]", "qc=true",
+                            "--report", str(report), check=False)
+    assert refused.returncode != 0, refused.output
+    assert not report.exists()
+    [line] = [line.strip() for line in refused.output.splitlines() if "No report:" in line]
+    assert line.startswith("No report: the QC pictures of 2 of 2 volumes are older than their "
+                           "volumes (or missing); "), line
+    assert line.endswith("; run `snakemake --cores N` with this report's --config/--configfile "
+                         "options (qc=true included) first, then the report."), line
+    # the README shows that very sentence (for 3 volumes)
+    readme = (REPO / "README.md").read_text().split("### QC pictures and the report\n")[1]
+    assert line.replace("2 of 2", "3 of 3") in re.findall(r"```\n(No report: .*)\n```", readme)
+    assert "Report created" not in refused.output
+
+    # The suggested command brings them up to date; then the report shows the 32x32x24 run.
+    run_snakemake(work, config, "--config", "desired_volume=[32,32,24]", "qc=true")
+    created = run_snakemake(work, config, "--config", "desired_volume=[32,32,24]", "qc=true",
+                            "--report", str(report))
+    assert "Report created" in created.output
+    page = report.read_text()
+    for result in (output / "qc" / "ct.png", output / "qc" / "dataset" / "manifest.html"):
+        assert base64.b64encode(result.read_bytes()).decode() in page, result.name
+    resampled = nib.load(output / "ct" / "ct_resampled.nii.gz")
+    assert resampled.shape == (32, 32, 24)
+    assert "32x32x24" in (output / "qc" / "dataset" / "manifest.html").read_text()
+
+
+def test_report_refuses_a_manifest_of_another_grid(tmp_path, make_dataset):
+    # desired_volume changed but nothing was run since: every file is consistent, but the
+    # pictures show the old grid under a caption naming the new one.
+    folder, _ = make_dataset(names=("ct",))
+    output, work, report = tmp_path / "out", tmp_path / "work", tmp_path / "report.html"
+    config = {"nii_folder": str(folder), "output_path": str(output), "qc": True}
+    run_snakemake(work, {**config, "desired_volume": [16, 16, 12]})
+    refused = run_snakemake(work, {**config, "desired_volume": [8, 8, 6]}, "--report",
+                            str(report), check=False)
+    assert refused.returncode != 0 and not report.exists(), refused.output
+    assert "No report: 1 volumes were resampled to 16x16x12, not 8x8x6; run" in refused.output

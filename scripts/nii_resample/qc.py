@@ -343,6 +343,56 @@ def report_labels(prefix: str, record_path) -> dict:
     return {"volume": prefix, "kind": (kind or "image").replace("_", " ")}
 
 
+def _mtime(path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _older(path, *sources) -> bool:
+    """Whether `path` is missing or older than any of `sources` (a missing source counts)."""
+    made = _mtime(path)
+    times = [_mtime(source) for source in sources]
+    return made is None or any(time is None or time > made for time in times)
+
+
+def outdated_report_inputs(volumes, manifest_path, dataset_outputs, desired_volume) -> list[str]:
+    """Why a report made now would show results older than the volumes they describe
+    (empty: it would not). `volumes`: (input, resampled volume, QC picture) per volume;
+    `dataset_outputs`: the pictures and table made from manifest.tsv."""
+    problems = []
+    stale = sum(_older(picture, resampled, source) for source, resampled, picture in volumes)
+    if stale:
+        problems.append(
+            f"the QC pictures of {stale} of {len(volumes)} volumes are older than their "
+            "volumes (or missing)"
+        )
+    resampled = [volume for _, volume, _ in volumes]
+    if _older(manifest_path, *resampled):
+        problems.append(f"{manifest_path} is older than the volumes (or missing)")
+    elif any(_older(output, manifest_path) for output in dataset_outputs):
+        problems.append("the dataset overview and manifest table are older than manifest.tsv")
+    if not problems:
+        problems += _other_grid(manifest_path, desired_volume)
+    return problems
+
+
+def _other_grid(manifest_path, desired_volume) -> list[str]:
+    """A manifest whose volumes were resampled to another grid than the configured one
+    (desired_volume changed since the last run): the pictures show that other grid."""
+    wanted = "x".join(str(n) for n in desired_volume)
+    sizes = [
+        "x".join(str(row.get("new_size", "")).split("x")[:3])
+        for row in _read_manifest(manifest_path).to_dict("records")
+    ]
+    other = sorted({size for size in sizes if size != wanted})
+    if not other:
+        return []
+    count = sum(size != wanted for size in sizes)
+    return [f"{count} volumes were resampled to {', '.join(other)}, not {wanted}"]
+
+
 def _save(fig, png_path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor=fig.get_facecolor())

@@ -39,6 +39,17 @@ DEFAULTS = {
 }
 
 
+def as_typed(value) -> str:
+    """A config value as the user typed it, without Python's quotes: `--config
+    desired_volume=32,32` hands over '32,32' and `[32,32]` ['32', '32']; show `32,32` and
+    `[32, 32]`, as a YAML list [64, 0, 64] shows `[64, 0, 64]`."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(as_typed(item) for item in value) + "]"
+    if isinstance(value, str):
+        return value.strip()
+    return str(value)
+
+
 def parse_desired_volume(value) -> list[int]:
     """Three positive integers from a list, or from the string `--config` hands over.
 
@@ -46,7 +57,7 @@ def parse_desired_volume(value) -> list[int]:
     """
     problem = (
         "desired_volume must be three positive integers [X, Y, Z] (e.g. [128, 128, 64]), "
-        f"got {value!r}"
+        f"got {as_typed(value)}"
     )
     if isinstance(value, str):
         items = [item for item in re.split(r"[\s,x\[\]()]+", value.strip()) if item]

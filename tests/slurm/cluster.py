@@ -786,22 +786,48 @@ def run_in_own_group(cmd, *, env, cwd, timeout):
     return proc.returncode, out
 
 
+# Imports each module on its own and prints the ones that fail, one per line, with the error.
+_PROBE = """
+import importlib, sys
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except BaseException as error:
+        text = (str(error).splitlines() or [""])[0]
+        print(name + " | " + type(error).__name__ + (": " + text if text else ""))
+"""
+
+
+def missing_modules(python: str, modules) -> Dict[str, str]:
+    """{module: import error} for each of `modules` that `python` cannot import (empty: all
+    import); an interpreter that does not run at all misses them all, with its error."""
+    try:
+        probe = subprocess.run([python, "-c", _PROBE, *modules], capture_output=True,
+                               text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as error:
+        return {name: f"{python} does not run: {error}" for name in modules}
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return {name: f"{python} does not run: {last}" for name in modules}
+    found = dict(line.split(" | ", 1) for line in probe.stdout.splitlines() if " | " in line)
+    return {name: found[name] for name in modules if name in found}
+
+
+def missing_reason(python: str, missing: Dict[str, str]) -> str:
+    """One sentence naming only the modules `python` lacks (with the first one's error)."""
+    first = next(iter(missing.values()))
+    return (f"{python} lacks {', '.join(missing)} ({first}); set SNAKEMAKE_SLURM_PYTHON to a "
+            "Python with `pip install -r requirements-slurm.txt`")
+
+
 def python_with(*modules: str) -> str:
     """The Python named by SNAKEMAKE_SLURM_PYTHON (else this one) if it imports `modules`;
-    otherwise skip, printing why (the SLURM plugin lives in its own environment)."""
+    otherwise skip, naming only the modules it lacks (the SLURM plugin lives in its own
+    environment, so usually only the plugin is missing)."""
     import pytest
 
     candidate = os.environ.get("SNAKEMAKE_SLURM_PYTHON") or sys.executable
-    probe = subprocess.run(
-        [candidate, "-c", "import " + ", ".join(modules)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(
-            f"{candidate} lacks {', '.join(modules)} ({last}); set SNAKEMAKE_SLURM_PYTHON to a "
-            "Python with `pip install -r requirements-slurm.txt`"
-        )
+    missing = missing_modules(candidate, modules)
+    if missing:
+        pytest.skip(missing_reason(candidate, missing))
     return candidate

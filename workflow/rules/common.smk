@@ -1,5 +1,6 @@
 """Everything that is not a rule: config checks, volume discovery, paths and input functions."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(WORKFLOW_ROOT / "scripts"))
 
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.command import job_arguments, put_python_first_on_path
+from nii_resample.qc import outdated_report_inputs
 from nii_resample.resources import estimate_mem_mb_for_file
 from nii_resample.resume import (
     LockedError,
@@ -75,7 +77,44 @@ def final_targets(wildcards):
                 "An earlier run was killed: removed its stale lock; resuming."
             )
     LOCKS_BEFORE = lock_files(Path(".snakemake"))
+    refuse_outdated_report()
     return get_final_output()
+
+
+def creates_report():
+    """Whether this invocation writes a report (--report): Snakemake sets no flag for it,
+    but builds the DAG (and so calls final_targets) from its Workflow.create_report."""
+    frame = sys._getframe()
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "create_report" and code.co_filename.endswith(
+            f"snakemake{os.sep}workflow.py"
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def refuse_outdated_report():
+    """With `qc: true`, a report must never show QC pictures older than the volumes they
+    describe (Snakemake gathers whatever files exist). Called from final_targets, when the
+    run mode is known (qc.smk makes the pictures)."""
+    if not (config["qc"] and creates_report()):
+        return
+    qc = f"{OUTPUT_PATH}/qc"
+    volumes = [
+        (str(path), str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"])))
+        + (f"{qc}/{prefix}.png",)
+        for prefix, path in VOLUMES.items()
+    ]
+    dataset = [f"{qc}/dataset/overview.png", f"{qc}/dataset/manifest.html"]
+    manifest = f"{OUTPUT_PATH}/manifest.tsv"
+    problems = outdated_report_inputs(volumes, manifest, dataset, DESIRED_VOLUME)
+    if problems:
+        raise WorkflowError(
+            f"No report: {'; '.join(problems)}; run `snakemake --cores N` with this report's "
+            "--config/--configfile options (qc=true included) first, then the report."
+        )
 
 
 onstart:
