@@ -155,7 +155,7 @@ def _run_with_a_bad_volume(tmp_path, make_dataset):
     assert list(failures["input_path"]) == [str(folder / "notes.nii.gz")]
     assert list(failures["reason"]) == [reason]  # the same reason in both files
     assert "1 of 6 volumes failed" in result.output
-    assert f"{output / 'manifest.tsv'} lists the 5 resampled volumes and the 1 failed" in result.output
+    assert f"{output / 'manifest.tsv'} lists all 6 volumes: 5 resampled, 1 failed" in result.output
     return folder, output, config
 
 

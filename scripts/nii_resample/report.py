@@ -54,7 +54,7 @@ def print_failures(failures: list[dict], report_path, n_volumes: int, manifest_p
     lines += [f"  {failure['reason']}  [log: {failure['log']}]" for failure in failures]
     if manifest_path is not None and Path(manifest_path).exists():
         lines.append(
-            f"{manifest_path} lists the {n_volumes - len(failures)} resampled volumes and the "
-            f"{len(failures)} failed ones (status failed); the next run rebuilds it."
+            f"{manifest_path} lists all {n_volumes} volumes: {n_volumes - len(failures)} "
+            f"resampled, {len(failures)} failed (status failed); the next run rebuilds it."
         )
     print("\n".join(lines), flush=True)
