@@ -172,3 +172,24 @@ def build_manifest(jobs: list[dict], path: str | os.PathLike, failures=()) -> li
 
 def rebuilt_line(rebuilt: list[str]) -> str:
     return f"rebuilt {len(rebuilt)} deleted record(s) from the files: {', '.join(rebuilt)}"
+
+
+def manifest_after_failures(path, jobs: list[dict], failures: list[dict]) -> bool:
+    """The end-of-run handler's manifest: with failures, build_manifest (failed volumes as
+    failed rows), since rule `manifest` never runs when one of its inputs failed. Either way
+    the manifest is then marked out of date, so the next run rebuilds it through the rule
+    whatever the user fixed (a volume replaced or deleted, a record): no stale failed or
+    missing row. Returns whether it wrote the manifest."""
+    from .rebuild import RecordNotRebuilt
+
+    written = False
+    if failures:
+        try:
+            rebuilt = build_manifest(jobs, path, failures)
+            written = True
+            if rebuilt:
+                print(rebuilt_line(rebuilt), flush=True)
+        except RecordNotRebuilt as problem:  # the previous manifest stays as it was
+            print(f"ERROR {problem}", flush=True)
+    mark_out_of_date(path)
+    return written

@@ -1,28 +1,13 @@
 """Aggregation: one manifest row per volume, and the end-of-run reports."""
 
-from nii_resample.rebuild import RecordNotRebuilt
 from nii_resample.records import (
-    build_manifest,
     collect_failures,
-    mark_out_of_date,
-    rebuilt_line,
+    manifest_after_failures,
     write_failures_report,
 )
 from nii_resample.report import print_failures, print_summary
 
 MANIFEST = f"{OUTPUT_PATH}/manifest.tsv"
-
-
-def manifest_jobs():
-    """Per volume: its paths, record and job options (to rebuild a record deleted by hand)."""
-    return [
-        {
-            **job,
-            "record_path": record_path(prefix),
-            "options": job_options(config, Path(job["input_path"]).name),
-        }
-        for prefix, job in zip(VOLUMES, expected_jobs())
-    ]
 
 
 localrules:
@@ -41,28 +26,9 @@ rule manifest:
     conda:
         "../envs/resample.yaml"
     params:
-        jobs=manifest_jobs(),
+        jobs=expected_jobs(),
     script:
         "../../scripts/manifest.py"
-
-
-def write_manifest_after_failures(failures):
-    """With --keep-going, rule `manifest` never runs when a volume failed: build the same
-    manifest here, failed volumes as failed rows. Either way the manifest is then marked out
-    of date (mtime 1970), so the next run rebuilds it through the rule whatever the user
-    fixed (a volume replaced, or deleted, or a record): no stale failed or missing row.
-    Returns whether it wrote the manifest."""
-    written = False
-    if failures:
-        try:
-            rebuilt = build_manifest(manifest_jobs(), MANIFEST, failures)
-            written = True
-            if rebuilt:
-                print(rebuilt_line(rebuilt), flush=True)
-        except RecordNotRebuilt as problem:  # the previous manifest stays as it was
-            print(f"ERROR {problem}", flush=True)
-    mark_out_of_date(MANIFEST)
-    return written
 
 
 onsuccess:
@@ -76,7 +42,10 @@ onerror:
     release_claims()
     failures = collect_failures(expected_jobs())
     write_failures_report(f"{OUTPUT_PATH}/failures.tsv", failures)
-    written = write_manifest_after_failures(failures)
+    # Rule `manifest` never runs when a volume failed (--keep-going): build its manifest
+    # here, failed volumes as failed rows, then mark it out of date (mtime 1970) so that the
+    # next run rebuilds it through the rule, whatever the user fixed.
+    written = manifest_after_failures(MANIFEST, expected_jobs(), failures)
     print_failures(
         failures,
         f"{OUTPUT_PATH}/failures.tsv",
