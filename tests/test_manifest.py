@@ -80,7 +80,7 @@ def test_a_deleted_record_is_rebuilt_from_the_files(tmp_path, make_dataset):
     folder = _varied_folder(make_dataset)
     output = tmp_path / "out"
     config = {"nii_folder": str(folder), "output_path": str(output),
-              "desired_volume": [8, 8, 9], "label_maps": ["*_seg.nii.gz"]}
+              "desired_volume": [8, 8, 9], "label_maps": ["*_seg.nii.gz"], "debug": True}
     run_snakemake(tmp_path / "work", config)
     before = _manifest(output)
     for name in ("ct", "mri", "ct_seg", "small"):
@@ -89,7 +89,8 @@ def test_a_deleted_record_is_rebuilt_from_the_files(tmp_path, make_dataset):
     after = _manifest(output)
     records = ", ".join(str(output / "records" / f"{n}.tsv") for n in ("ct", "ct_seg", "mri", "small"))
     assert f"rebuilt 4 deleted record(s) from the files: {records}" in result.output
-    assert f"rebuilt 4 deleted record(s)" in (output / "logs" / "manifest.log").read_text()
+    assert "rebuilt 4 deleted record(s)" in (output / "logs" / "manifest.log").read_text()
+    assert "resampled            : 4" in result.output  # debug summary: no time, no crash
     assert set(before["kind"]) == {"image", "label_map"} and set(before["antialias"]) == {"True", "False"}
     assert (before["nonfinite_in"] != "0").any()
     assert (after["reason"] == "record rebuilt from the files").all() and (after["seconds"] == "").all()
@@ -187,10 +188,14 @@ def test_a_failed_volume_deleted_leaves_the_manifest_of_the_others(tmp_path, mak
     assert "Nothing to be done" in again.output
 
 
-def test_the_api_writes_the_same_manifest_as_the_workflow(tmp_path, make_dataset):
+def test_the_api_writes_the_same_manifest_as_the_workflow(tmp_path, make_dataset, capsys):
     folder, output, _ = _run_with_a_bad_volume(tmp_path, make_dataset)
     with pytest.raises(ResamplingFailed):
-        resampling_dataset(folder, tmp_path / "api", (8, 9, 10), cores=2, progress=False)
+        resampling_dataset(folder, tmp_path / "api", (8, 9, 10), debug=True, cores=2,
+                           progress=False)
+    summary = capsys.readouterr().out  # the failed row has no sizes or time: still printed
+    assert "resampled            : 5\n  failed               : 1" in summary
+    assert "notes.nii.gz:" not in summary and "ct_a.nii.gz: 30x24x12" in summary
     ignored = ["output_path", "seconds"]
     workflow, api = _manifest(output), _manifest(tmp_path / "api")
     pd.testing.assert_frame_equal(workflow.drop(columns=ignored), api.drop(columns=ignored))
