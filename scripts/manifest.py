@@ -1,30 +1,34 @@
-"""Join the one-row records of the resample jobs into the run's manifest (a TSV, one row per volume)."""
+"""Join the one-row records of the resample jobs into the run's manifest (a TSV, one row per
+volume), rebuilding any record deleted by hand. The end-of-run handler of a run with
+failures (workflow/rules/manifest.smk, onerror) calls the same records.build_manifest."""
 
+import sys
 from pathlib import Path
 
-import pandas as pd
-
-from nii_resample.nifti import atomic_write_bytes
-from nii_resample.records import RECORD_COLUMNS
+from nii_resample.rebuild import RecordNotRebuilt
+from nii_resample.records import build_manifest, rebuilt_line
 
 
-def build_manifest(record_paths, manifest_path) -> pd.DataFrame:
-    """Concatenate the records, sorted by input path, and write them atomically."""
-    missing = [path for path in record_paths if not Path(path).is_file()]
-    if missing:
-        # Each job writes its record just before its volume: only a deleted record is missing.
-        raise SystemExit(
-            f"ERROR {missing[0]}: the record of a resampled volume is missing"
-            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; redo those "
-            "volumes, e.g. delete their resampled files, or run with --forcerun resample_volume"
-        )
-    records = [pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False) for path in record_paths]
-    manifest = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
-    manifest = manifest.reindex(columns=list(RECORD_COLUMNS))
-    manifest = manifest.sort_values("input_path", kind="stable", ignore_index=True)
-    atomic_write_bytes(manifest_path, manifest.to_csv(sep="\t", index=False).encode("utf-8"))
-    return manifest
+def say(line: str, log) -> None:
+    """One line on the console (Snakemake shows the job's stderr) and in the log."""
+    sys.stderr.write(f"\n{line}\n")
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as handle:
+        print(line, file=handle)
+
+
+def main(jobs, manifest_path, log) -> int:
+    try:
+        rebuilt = build_manifest(jobs, manifest_path)
+    except RecordNotRebuilt as problem:
+        # Snakemake puts the previous manifest.tsv back: it is an update() output.
+        say(f"ERROR {problem}", log)
+        return 1
+    if rebuilt:
+        say(rebuilt_line(rebuilt), log)
+    return 0
 
 
 if "snakemake" in globals():  # run by the workflow's `script:` directive
-    build_manifest(snakemake.params.records, snakemake.output.manifest)
+    if main(snakemake.params.jobs, snakemake.output.manifest, snakemake.log[0]):
+        sys.exit(1)

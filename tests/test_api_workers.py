@@ -137,7 +137,11 @@ def test_a_worker_killed_mid_volume_fails_only_that_volume(tmp_path, make_datase
     # A new worker took over: every other volume is written, complete.
     _check_outputs(out, ["a", "b", "d", "e"])
     assert not (out / "doomed_resampled.nii.gz").exists()
-    assert "doomed" not in (out / "manifest.tsv").read_text()
+    # The manifest lists it as failed, with the same reason (as the workflow's does).
+    manifest = {row.split("\t")[0]: row.split("\t")[2:4]
+                for row in (out / "manifest.tsv").read_text().splitlines()[1:]}
+    assert manifest.pop(str(folder / "doomed.nii.gz")) == ["failed", raised.value.failures[0]["reason"]]
+    assert [status for status, _ in manifest.values()] == ["ok"] * 4
 
 
 def test_ctrl_c_in_the_caller_leaves_no_worker_behind(tmp_path, make_dataset):

@@ -19,8 +19,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .records import RECORD_COLUMNS, tsv_bytes, write_failures_report
-from .nifti import atomic_write_bytes, remove_stale_partials
+from .records import write_failures_report, write_manifest
+from .nifti import remove_stale_partials
 from .settings import (
     check_output_location,
     discover_volumes,
@@ -214,7 +214,8 @@ def resampling_dataset(
     done = [row for row in results if row["status"] == "ok"]
     failures = [{**row, "log": ""} for row in results if row["status"] != "ok"]
     out = Path(config["output_path"])
-    atomic_write_bytes(out / "manifest.tsv", tsv_bytes(RECORD_COLUMNS, done))
+    # As the workflow's manifest: every volume, the failed ones with status failed.
+    write_manifest(out / "manifest.tsv", results)
     write_failures_report(out / "failures.tsv", failures)
     written = [row["output_path"] for row in done]
     if config["debug"]:

@@ -102,3 +102,95 @@ def write_failures_report(path: str | os.PathLike, failures: list[dict]) -> None
         atomic_write_bytes(path, tsv_bytes(FAILURE_COLUMNS, failures))
     else:
         path.unlink(missing_ok=True)
+
+
+def failed_row(failure: dict) -> dict:
+    """A manifest row for a volume that failed: its paths and one-line reason."""
+    return {
+        "input_path": failure["input_path"],
+        "output_path": failure["output_path"],
+        "status": "failed",
+        "reason": failure["reason"],
+    }
+
+
+def manifest_rows(jobs: list[dict], failures=()) -> tuple[list[dict], list[str]]:
+    """One row per job (dicts with input_path, output_path, record_path, options): the
+    failure's row for a failed volume, otherwise its record. A record deleted by hand is
+    rebuilt from the files and written back. Returns (rows, rebuilt record paths); raises
+    rebuild.RecordNotRebuilt (one line: which record, why, what to run) when it cannot be.
+    """
+    failed = {failure["input_path"]: failure for failure in failures}
+    rows, rebuilt = [], []
+    for job in jobs:
+        if job["input_path"] in failed:
+            rows.append(failed_row(failed[job["input_path"]]))
+            continue
+        record = read_rows(job["record_path"]) if Path(job["record_path"]).is_file() else []
+        if not record:  # deleted (or emptied) by hand: each job writes it before its volume
+            record = [_rebuilt(job)]
+            rebuilt.append(job["record_path"])
+        rows.append(record[0])
+    return rows, rebuilt
+
+
+def _rebuilt(job: dict) -> dict:
+    from .rebuild import RecordNotRebuilt, rebuild_record
+
+    try:
+        record = rebuild_record(job["input_path"], job["output_path"], job["options"])
+    except RecordNotRebuilt as problem:
+        raise RecordNotRebuilt(
+            f"{job['record_path']}: the record of a resampled volume is missing and cannot "
+            f"be rebuilt ({problem}); redo that volume with `snakemake --forcerun "
+            f"{job['output_path']}`, or delete {job['output_path']} and run again"
+        ) from None
+    write_record(job["record_path"], record)
+    return record
+
+
+def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
+    """manifest.tsv: the rows sorted by input path, every column of RECORD_COLUMNS."""
+    rows = sorted(rows, key=lambda row: row["input_path"])
+    atomic_write_bytes(path, tsv_bytes(RECORD_COLUMNS, rows))
+
+
+def mark_out_of_date(path: str | os.PathLike) -> None:
+    """Give a file the oldest mtime there is, so that Snakemake rebuilds it through its rule
+    at the next run (it is older than any input)."""
+    if Path(path).exists():
+        os.utime(path, (0, 0))
+
+
+def build_manifest(jobs: list[dict], path: str | os.PathLike, failures=()) -> list[str]:
+    """Write manifest.tsv (atomically) for `jobs`, `failures` as failed rows; return the
+    records rebuilt on the way. The rule `manifest` and the end-of-run handler of a run with
+    failures both call this. On a record that cannot be rebuilt, nothing is written."""
+    rows, rebuilt = manifest_rows(jobs, failures)
+    write_manifest(path, rows)
+    return rebuilt
+
+
+def rebuilt_line(rebuilt: list[str]) -> str:
+    return f"rebuilt {len(rebuilt)} deleted record(s) from the files: {', '.join(rebuilt)}"
+
+
+def manifest_after_failures(path, jobs: list[dict], failures: list[dict]) -> bool:
+    """The end-of-run handler's manifest: with failures, build_manifest (failed volumes as
+    failed rows), since rule `manifest` never runs when one of its inputs failed. Either way
+    the manifest is then marked out of date, so the next run rebuilds it through the rule
+    whatever the user fixed (a volume replaced or deleted, a record): no stale failed or
+    missing row. Returns whether it wrote the manifest."""
+    from .rebuild import RecordNotRebuilt
+
+    written = False
+    if failures:
+        try:
+            rebuilt = build_manifest(jobs, path, failures)
+            written = True
+            if rebuilt:
+                print(rebuilt_line(rebuilt), flush=True)
+        except RecordNotRebuilt as problem:  # the previous manifest stays as it was
+            print(f"ERROR {problem}", flush=True)
+    mark_out_of_date(path)
+    return written

@@ -18,16 +18,19 @@ def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
         "Resampling summary",
         f"  volumes found        : {n_volumes} in {config['nii_folder']}",
         f"  resampled            : {sum(row['status'] == 'ok' for row in rows)}",
+        f"  failed               : {sum(row['status'] == 'failed' for row in rows)}",
         f"  target shape (X,Y,Z) : {size} voxels",
         f"  saving mode          : {config['saving_mode']} -> {config['output_path']}",
         f"  engine               : {config['engine']}",
         f"  manifest             : {manifest_path}",
     ]
-    if rows:
-        seconds = sum(float(row["seconds"]) for row in rows)
+    done = [row for row in rows if row["status"] == "ok"]
+    if done:
+        # A rebuilt record has no time (its job's was lost with it); failed rows have none.
+        seconds = sum(float(row["seconds"]) for row in done if row["seconds"])
         lines.append(f"  resampling time      : {seconds:.1f} s in total")
         lines.append("  per volume           : original size -> new spacing (mm)")
-        for row in rows:
+        for row in done:
             lines.append(
                 f"    {Path(row['input_path']).name}: {row['original_size']} "
                 f"({_rounded(row['original_spacing'])}) -> {_rounded(row['new_spacing'])}"
@@ -40,7 +43,8 @@ def _rounded(vector_text: str) -> str:
     return " x ".join(f"{float(value):.4g}" for value in vector_text.split(","))
 
 
-def print_failures(failures: list[dict], report_path, n_volumes: int) -> None:
+def print_failures(failures: list[dict], report_path, n_volumes: int, manifest_path=None) -> None:
+    """The failed volumes, one line each; where they and the others are listed."""
     if not failures:
         return
     lines = [
@@ -48,4 +52,9 @@ def print_failures(failures: list[dict], report_path, n_volumes: int) -> None:
         f"{len(failures)} of {n_volumes} volumes failed (listed in {report_path}):",
     ]
     lines += [f"  {failure['reason']}  [log: {failure['log']}]" for failure in failures]
+    if manifest_path is not None and Path(manifest_path).exists():
+        lines.append(
+            f"{manifest_path} lists all {n_volumes} volumes: {n_volumes - len(failures)} "
+            f"resampled, {len(failures)} failed (status failed); the next run rebuilds it."
+        )
     print("\n".join(lines), flush=True)

@@ -209,7 +209,8 @@ def estimate_mem_mb(wildcards, input, attempt):
 
 
 def expected_jobs():
-    """Per volume: where its output, failure record and log are (for the failure report)."""
+    """Per volume: where its output, failure record, record and log are, and its options
+    (for the failure report, and the manifest: a record deleted by hand is rebuilt)."""
     return [
         {
             "input_path": str(path),
@@ -217,7 +218,9 @@ def expected_jobs():
                 resampled_path(OUTPUT_PATH, prefix, config["saving_mode"])
             ),
             "failure_path": failure_record_path(prefix),
+            "record_path": record_path(prefix),
             "log": log_path("resample_volume", prefix),
+            "options": job_options(config, path.name),
         }
         for prefix, path in VOLUMES.items()
     ]

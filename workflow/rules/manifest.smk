@@ -1,7 +1,13 @@
 """Aggregation: one manifest row per volume, and the end-of-run reports."""
 
-from nii_resample.records import collect_failures, write_failures_report
+from nii_resample.records import (
+    collect_failures,
+    manifest_after_failures,
+    write_failures_report,
+)
 from nii_resample.report import print_failures, print_summary
+
+MANIFEST = f"{OUTPUT_PATH}/manifest.tsv"
 
 
 localrules:
@@ -12,13 +18,15 @@ rule manifest:
     input:
         volumes=expand(resampled_volume_pattern(), prefix=VOLUMES),
     output:
-        manifest=f"{OUTPUT_PATH}/manifest.tsv",
+        # update(): Snakemake keeps the previous manifest while the job runs and puts it
+        # back if the job fails (a record that cannot be rebuilt), instead of deleting it.
+        manifest=update(MANIFEST),
     log:
         f"{OUTPUT_PATH}/logs/manifest.log",
     conda:
         "../envs/resample.yaml"
     params:
-        records=expand(record_path("{prefix}"), prefix=VOLUMES),
+        jobs=expected_jobs(),
     script:
         "../../scripts/manifest.py"
 
@@ -27,11 +35,20 @@ onsuccess:
     release_claims()
     write_failures_report(f"{OUTPUT_PATH}/failures.tsv", [])
     if config["debug"]:
-        print_summary(config, f"{OUTPUT_PATH}/manifest.tsv", len(VOLUMES))
+        print_summary(config, MANIFEST, len(VOLUMES))
 
 
 onerror:
     release_claims()
     failures = collect_failures(expected_jobs())
     write_failures_report(f"{OUTPUT_PATH}/failures.tsv", failures)
-    print_failures(failures, f"{OUTPUT_PATH}/failures.tsv", len(VOLUMES))
+    # Rule `manifest` never runs when a volume failed (--keep-going): build its manifest
+    # here, failed volumes as failed rows, then mark it out of date (mtime 1970) so that the
+    # next run rebuilds it through the rule, whatever the user fixed.
+    written = manifest_after_failures(MANIFEST, expected_jobs(), failures)
+    print_failures(
+        failures,
+        f"{OUTPUT_PATH}/failures.tsv",
+        len(VOLUMES),
+        MANIFEST if written else None,
+    )

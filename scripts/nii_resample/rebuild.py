@@ -1,0 +1,99 @@
+"""Rebuild a per-volume record deleted by hand, from its input and output volumes.
+
+Everything in a record but the job's `seconds` is a property of the two files (and of the
+options the volume was resampled with), so a lost record costs a read, not a resample.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VolumeError
+from .nifti import itk_geometry, read_volume, resampled_affine
+
+REBUILT_REASON = "record rebuilt from the files"
+
+
+class RecordNotRebuilt(Exception):
+    """The output cannot be read back, or is not the resample of its input: one-line reason."""
+
+
+def rebuild_record(in_path, out_path, options: dict) -> dict:
+    """The record `volume.resample_volume` wrote for `out_path`, read back from the files.
+
+    `options` are the volume's job options (settings.job_options). `seconds` is left empty
+    and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
+    """
+    from .volume import _size_text, _vector_text, intensity_range, nonfinite_count
+
+    in_path, out_path = Path(in_path), Path(out_path)
+    try:
+        source, target = read_volume(in_path), read_volume(out_path)
+    except VolumeError as error:
+        raise RecordNotRebuilt(str(error)) from None
+    check_is_resample_of(source, target, options["desired_volume"])
+    label_map = bool(options["label_map"])
+    slope, inter = target.intensity_scaling
+    old, new = itk_geometry(source.affine), itk_geometry(_expected_affine(source, target))
+    low, high = intensity_range(source.data)
+    new_low, new_high = intensity_range(target.data)
+    shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
+    # As volume.resample_volume decides it: no blur before nearest, none for label maps.
+    antialias = bool(options["antialias"]) and options["interpolation"] != "nearest"
+    record = {
+        "input_path": str(in_path),
+        "output_path": str(out_path),
+        "status": "ok",
+        "reason": REBUILT_REASON,
+        "kind": "label_map" if label_map else "image",
+        "engine": options["engine"],
+        "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
+        "antialias": antialias and not label_map and shrinks,
+        "pixel_type": str(source.data.dtype),
+        "original_size": _size_text(source.data.shape),
+        "original_spacing": _vector_text(old["spacing"]),
+        "original_origin": _vector_text(old["origin"]),
+        "direction": _vector_text(old["direction"].ravel()),
+        "header_geometry": source.header_geometry,
+        "new_size": _size_text(target.data.shape),
+        "new_spacing": _vector_text(new["spacing"]),
+        "new_origin": _vector_text(new["origin"]),
+        "min_before": float(low) * slope + inter,
+        "max_before": float(high) * slope + inter,
+        "min_after": float(new_low) * slope + inter,
+        "max_after": float(new_high) * slope + inter,
+        "nonfinite_in": nonfinite_count(source.data),
+        "nonfinite_out": nonfinite_count(target.data),
+        "seconds": "",
+    }
+    return record
+
+
+def _expected_affine(source, target) -> np.ndarray:
+    # Computed in 64-bit from the input, as the job did: the output stores it in float32.
+    return resampled_affine(source.affine, source.spatial_shape, target.spatial_shape)
+
+
+def check_is_resample_of(source, target, desired_volume) -> None:
+    """The output must be the input on the target grid: same field of view (each corner to
+    1e-6 of the coordinates' size: NIfTI stores float32), size, pixel type and extra axes."""
+    name = f"{target.path.name} is not {source.path.name} resampled to {_size(desired_volume)}"
+    if tuple(target.spatial_shape) != tuple(int(n) for n in desired_volume):
+        raise RecordNotRebuilt(f"{name}: it has {_size(target.data.shape)} voxels")
+    if target.data.dtype != source.data.dtype or target.data.shape[3:] != source.data.shape[3:]:
+        raise RecordNotRebuilt(f"{name}: its pixel type or 4th axis differ")
+    expected = _expected_affine(source, target)
+    corners = np.array([[i, j, k, 1.0] for i in (-0.5, desired_volume[0] - 0.5)
+                        for j in (-0.5, desired_volume[1] - 0.5)
+                        for k in (-0.5, desired_volume[2] - 0.5)])
+    wanted, found = corners @ expected.T, corners @ np.asarray(target.affine, float).T
+    scale = max(1.0, float(np.abs(wanted).max()))
+    distance = float(np.abs(wanted - found).max())
+    if distance > 1e-6 * scale:
+        raise RecordNotRebuilt(f"{name}: its field of view is {distance:.3g} mm away")
+
+
+def _size(shape) -> str:
+    return "x".join(str(int(n)) for n in shape)
