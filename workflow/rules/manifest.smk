@@ -10,10 +10,6 @@ from nii_resample.report import print_failures, print_summary
 MANIFEST = f"{OUTPUT_PATH}/manifest.tsv"
 
 
-localrules:
-    manifest,
-
-
 rule manifest:
     input:
         volumes=expand(resampled_volume_pattern(), prefix=VOLUMES),
@@ -23,6 +19,8 @@ rule manifest:
         manifest=update(MANIFEST),
     log:
         f"{OUTPUT_PATH}/logs/manifest.log",
+    # runs in the snakemake process itself (cheap), never submitted to a cluster
+    localrule: True
     conda:
         "../envs/resample.yaml"
     params:

@@ -7,11 +7,6 @@ submitted like the resample jobs (and can share their group: see workflow/profil
 from nii_resample.qc import report_labels
 
 
-localrules:
-    qc_overview,
-    qc_manifest_table,
-
-
 rule qc_figure:
     input:
         volume=input_volume_pattern(),
@@ -47,6 +42,8 @@ rule qc_overview:
         ),
     log:
         f"{OUTPUT_PATH}/logs/qc_overview.log",
+    # runs in the snakemake process itself (cheap), never submitted to a cluster
+    localrule: True
     conda:
         "../envs/resample.yaml"
     script:
@@ -65,6 +62,8 @@ rule qc_manifest_table:
         ),
     log:
         f"{OUTPUT_PATH}/logs/qc_manifest_table.log",
+    # runs in the snakemake process itself (cheap), never submitted to a cluster
+    localrule: True
     conda:
         "../envs/resample.yaml"
     script:
