@@ -132,6 +132,21 @@ def keep_going_inside_cluster_groups():
         workflow.execution_settings.keep_going = True
 
 
+def threads_per_volume(wildcards):
+    """Threads of a resample job: `threads_per_job`, except on a cluster with a `cores`
+    setting (the SLURM profile's: a cluster job's CPUs), where every volume uses all of
+    them, so that one setting says both (README, "Running on a cluster"). Evaluated per
+    job, when the executor is known (it is not while this file is read)."""
+    cores = workflow.resource_settings.cores
+    plugin = workflow.executor_plugin
+    on_cluster = workflow.remote_exec or (
+        plugin is not None and not plugin.common_settings.local_exec
+    )
+    if on_cluster and isinstance(cores, int) and cores > 0:
+        return cores
+    return config["threads_per_job"]
+
+
 OUTPUT_PATH = str(Path(config["output_path"]))
 DESIRED_VOLUME = config["desired_volume"]
 

@@ -12,7 +12,7 @@ rule resample_volume:
         f"{OUTPUT_PATH}/benchmarks/resample_volume/{{prefix}}.tsv"
     conda:
         "../envs/resample.yaml"
-    threads: config["threads_per_job"]
+    threads: threads_per_volume
     resources:
         mem_mb=estimate_mem_mb,
     params:
