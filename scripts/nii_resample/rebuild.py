@@ -26,7 +26,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     `options` are the volume's job options (settings.job_options). `seconds` is left empty
     and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
     """
-    from .volume import _size_text, _vector_text, intensity_range, nonfinite_count
+    from .volume import _size_text, _vector_text, decide_kind, intensity_range, nonfinite_count
 
     in_path, out_path = Path(in_path), Path(out_path)
     try:
@@ -34,7 +34,10 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
     check_is_resample_of(source, target, options["desired_volume"])
-    label_map = bool(options["label_map"])
+    # The same decision as the job's: a pattern, or the header and voxels (detection).
+    label_map, kind_reason = decide_kind(
+        source, options.get("kind", "image"), options.get("kind_reason", "")
+    )
     slope, inter = target.intensity_scaling
     old, new = itk_geometry(source.affine), itk_geometry(_expected_affine(source, target))
     low, high = intensity_range(source.data)
@@ -48,6 +51,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "status": "ok",
         "reason": REBUILT_REASON,
         "kind": "label_map" if label_map else "image",
+        "kind_reason": kind_reason,
         "engine": options["engine"],
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
