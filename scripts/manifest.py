@@ -5,6 +5,11 @@ failures (workflow/rules/manifest.smk, onerror) calls the same records.build_man
 import sys
 from pathlib import Path
 
+if "snakemake" in globals():
+    # Snakemake appends this script's folder to sys.path: put it first, so that the job uses
+    # this workflow's own nii_resample, never another version installed in the environment.
+    sys.path.insert(0, snakemake.scriptdir)
+
 from nii_resample.rebuild import RecordNotRebuilt
 from nii_resample.records import build_manifest, rebuilt_line
 

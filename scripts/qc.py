@@ -15,6 +15,11 @@ import time
 import traceback
 from pathlib import Path
 
+if "snakemake" in globals():
+    # Snakemake appends this script's folder to sys.path: put it first, so that the job uses
+    # this workflow's own nii_resample, never another version installed in the environment.
+    sys.path.insert(0, snakemake.scriptdir)
+
 from nii_resample.qc import CONVENTIONS, manifest_table, overview_figure, qc_figure
 from nii_resample.records import read_rows
 
