@@ -231,7 +231,7 @@ def normalise_config(config: dict, where: str = "") -> dict:
     checked["recursive"] = _parse_bool("recursive", checked["recursive"])
     checked["compression_level"] = _parse_int("compression_level", checked["compression_level"], 1, 9)
     checked["threads_per_job"] = _parse_int("threads_per_job", checked["threads_per_job"], 1)
-    if given.get("datasets"):
+    if "datasets" in given:
         checked["datasets"] = normalise_datasets(checked, given["datasets"])
     return checked
 
@@ -274,8 +274,11 @@ def parse_grids(value, where: str = "") -> dict[str, dict]:
 def normalise_datasets(top: dict, entries) -> dict[str, dict]:
     """Each dataset's full, checked configuration: the top-level keys are its defaults
     (never nii_folder or output_path); its own grid key replaces the inherited one."""
-    if not isinstance(entries, dict):
-        raise ConfigError(f"datasets must map dataset names to their keys, got {as_typed(entries)}")
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(
+            "datasets must map dataset names to their keys (nii_folder, output_path, ...), "
+            f"got {as_typed(entries) if entries else 'nothing'}"
+        )
     datasets = {}
     for name, entry in entries.items():
         where = f"dataset {_check_name('dataset', name)!r}: "
