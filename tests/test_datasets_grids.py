@@ -164,3 +164,38 @@ def test_user_config_with_spacing_overrides_the_shipped_desired_volume(tmp_path,
     image = nib.load(tmp_path / "out" / "ct" / "ct_resampled.nii.gz")
     np.testing.assert_allclose(image.header.get_zooms()[:3], (2, 2, 2), atol=1e-6)
     assert _manifest(tmp_path / "out" / "manifest.tsv")[0]["grid"] == "2,2,2 mm"
+
+
+def test_changing_one_grid_reruns_only_that_grid(tmp_path, make_dataset):
+    """The decoded copies are emptied once every grid is done but stay as ancient() inputs:
+    a changed grid reruns alone, reading the input itself, and gets the same voxels."""
+    folder, made = make_dataset(("ct", "mri"))
+    grids = {"low": {"desired_volume": [6, 6, 6]}, "high": {"desired_volume": [9, 9, 9]},
+             "mm": {"desired_spacing": [2, 2, 2]}}
+    config = {"nii_folder": str(folder), "output_path": str(tmp_path / "out"), "grids": grids}
+    run_snakemake(tmp_path / "work", config)
+    decoded = sorted((tmp_path / "out" / ".decoded").glob("*.nii"))
+    assert [p.stat().st_size for p in decoded] == [0, 0], "decoded copies are emptied"
+    before = {g: (tmp_path / "out" / g / "ct" / "ct_resampled.nii.gz").stat().st_mtime_ns
+              for g in grids}
+    config["grids"]["high"] = {"desired_volume": [8, 8, 8]}
+    counts = _job_counts(run_snakemake(tmp_path / "work", config, "--quiet", "rules").output)
+    assert counts["resample_volume_high"] == 2
+    assert not any(rule.startswith(("decode_volume", "resample_volume_low",
+                                    "resample_volume_mm")) for rule in counts)
+    for grid in ("low", "mm"):
+        assert (tmp_path / "out" / grid / "ct" / "ct_resampled.nii.gz").stat().st_mtime_ns == before[grid]
+    # Read from the input itself (the copy is empty): the same volume as a direct resample.
+    direct = tmp_path / "direct.nii.gz"
+    resample_volume(made["ct"], direct, (8, 8, 8))
+    high = nib.load(tmp_path / "out" / "high" / "ct" / "ct_resampled.nii.gz")
+    assert np.array_equal(np.asarray(high.dataobj), np.asarray(nib.load(direct).dataobj))
+    rows = _manifest(tmp_path / "out" / "manifest.tsv")
+    assert {(Path(r["input_path"]).name, r["grid"], r["new_size"]) for r in rows if r["grid"] == "high"} == {
+        ("ct.nii.gz", "high", "8x8x8"), ("mri.nii.gz", "high", "8x8x8")}
+    # A changed input reruns every grid of that volume.
+    import os
+    os.utime(made["mri"])
+    counts = _job_counts(run_snakemake(tmp_path / "work", config, "-n").output)
+    assert counts["decode_volume"] == 1
+    assert all(counts[f"resample_volume_{g}"] == 1 for g in grids)

@@ -42,8 +42,11 @@ def run_resample_job(
     file at out_path is not this job's: it is left alone)."""
     failure_path, record_path = Path(failure_path), Path(record_path)
     wrote_record = False
-    # A decoded copy (several grids, workflow/rules/resample.smk): name the real input.
+    # A decoded copy (several grids, workflow/rules/resample.smk): name the real input, and
+    # read it when the copy was emptied (every grid was done: this grid reruns alone).
     named = source or in_path
+    if source and Path(in_path).stat().st_size == 0:
+        in_path = source
 
     def commit_record(row):
         nonlocal wrote_record
@@ -60,7 +63,7 @@ def run_resample_job(
         )
         print(
             f"resampling {in_path} -> {out_path} to {grid} "
-            f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})",
+            f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()) if v is not None)})",
             file=log,
             flush=True,
         )

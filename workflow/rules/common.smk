@@ -41,8 +41,6 @@ try:
 except (ConfigError, InputFolderError) as problem:
     raise WorkflowError(f"Invalid configuration: {problem}.") from None
 validate(config, schema="../schemas/config.schema.yaml")
-# The seed's flat keys (one dataset, one grid): rules, paths and command lines as before.
-FLAT = len(PLAN) == 1 and PLAN[0]["grids"][0]["name"] is None
 
 # Running again after a kill -9 just resumes: outputs are written atomically (temporary
 # name + rename), so a stale lock never guards a corrupt file. Only locks proven stale are
@@ -147,8 +145,7 @@ wildcard_constraints:
 
 def rule_name(base, *names):
     """`base`, or base_<dataset>_<grid> for named datasets and grids (letters, digits, _)."""
-    parts = [base] + [re.sub(r"\W", "_", name) for name in names if name]
-    return "_".join(parts)
+    return "_".join([base, *(re.sub(r"\W", "_", name) for name in names if name)])
 
 
 class Target:
@@ -189,6 +186,12 @@ class Target:
             return self.dataset.decoded_input
         return self.dataset.input_volume_pattern()
 
+    def source_volume(self):
+        """The input itself, also an input when the job reads a decoded copy: a changed
+        input reruns every grid (the decoded copy is ancient(): see Dataset.decoded_input).
+        """
+        return self.dataset.input_volume_pattern() if self.dataset.decodes else []
+
     def options(self, key):
         return job_options(self.config, self.dataset.volumes[key].name, self.grid)
 
@@ -198,8 +201,8 @@ class Target:
         keep_going_inside_cluster_groups()
         key = volume_key(wildcards)
         words = job_arguments(self.options(key))
-        if self.dataset.decodes and self.dataset.is_gzip(key):
-            words += " --source " + shlex.quote(str(self.dataset.volumes[key]))
+        if self.dataset.decodes:
+            words = f"{words} --source {shlex.quote(str(self.dataset.volumes[key]))}"
         return words
 
     def estimate_mem_mb(self, wildcards, input, attempt):
@@ -209,11 +212,14 @@ class Target:
         key = volume_key(wildcards)
         options = self.options(key)
         path = self.dataset.volumes[key]
-        return estimate_mem_mb_for_file(path, target_size(path, options), options, attempt)
+        return estimate_mem_mb_for_file(
+            path, target_size(path, options), options, attempt
+        )
 
     def expected_jobs(self):
         """Per volume: where its output, failure record, record and log are, its grid and
-        options (for the failure report, and the manifest: a deleted record is rebuilt)."""
+        options (for the failure report, and the manifest: a deleted record is rebuilt).
+        """
         return [
             {
                 "input_path": str(path),
@@ -249,9 +255,25 @@ class Dataset:
     def decoded(self, key):
         return f"{self.out}/.decoded/{key}.nii"
 
+    def released(self, key):
+        return f"{self.out}/.decoded/{key}.released"
+
     def decoded_input(self, wildcards):
+        """The decoded copy, ancient(): once every grid of the volume is done it is emptied
+        (rule release_decoded) but kept, so that a grid changed later reruns alone (its
+        job then reads the input itself) instead of recreating the copy, which would make
+        Snakemake rerun every grid that reads it."""
         key = volume_key(wildcards)
-        return self.decoded(key) if self.is_gzip(key) else str(self.volumes[key])
+        return (
+            ancient(self.decoded(key)) if self.is_gzip(key) else str(self.volumes[key])
+        )
+
+    def grid_outputs(self, wildcards):
+        key = volume_key(wildcards)
+        return [str(target.output_file(key)) for target in self.targets]
+
+    def releases(self):
+        return [self.released(key) for key in self.volumes if self.is_gzip(key)]
 
     def input_volume_pattern(self):
         """Each volume's input file (settings.discover_volumes: `<prefix>.nii.gz` or `.nii`).
@@ -274,7 +296,8 @@ class Dataset:
         key = volume_key(wildcards)
         pairs = [(t.failure_record(key), str(t.output_file(key))) for t in self.targets]
         return " ".join(
-            f"--failure-record {shlex.quote(rec)} {shlex.quote(out)}" for rec, out in pairs
+            f"--failure-record {shlex.quote(rec)} {shlex.quote(out)}"
+            for rec, out in pairs
         )
 
     def outputs(self):
@@ -321,8 +344,12 @@ def get_final_output():
     outputs = []
     for dataset in DATASETS:
         outputs += dataset.outputs() + [dataset.manifest]
+        if dataset.decodes:
+            outputs += dataset.releases()
         if dataset.config["qc"]:
-            outputs += [t.qc_png(key) for t in dataset.targets for key in dataset.volumes]
+            outputs += [
+                t.qc_png(key) for t in dataset.targets for key in dataset.volumes
+            ]
             outputs += [
                 f"{dataset.out}/qc/dataset/overview.png",
                 f"{dataset.out}/qc/dataset/manifest.html",

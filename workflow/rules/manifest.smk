@@ -8,7 +8,6 @@ from nii_resample.records import (
 )
 from nii_resample.report import print_failures, print_summary
 
-
 for DATASET in DATASETS:
 
     rule:

@@ -6,7 +6,6 @@ submitted like the resample jobs (and can share their group: see workflow/profil
 
 from nii_resample.qc import report_labels
 
-
 for TARGET in TARGETS:
 
     rule:

@@ -1,5 +1,6 @@
 """One job per input volume and grid: resample it onto the target grid. With several grids,
-each .nii.gz is first decoded once (decode_volume) for all of them (README, "Several grids")."""
+each .nii.gz is first decoded once (decode_volume) for all of them (README, "Several grids").
+"""
 
 RESAMPLE_SHELL = (
     "python3 {params.script:q} {input.volume:q} {output.volume:q} {params.options}"
@@ -20,18 +21,34 @@ for DATASET in DATASETS:
             input:
                 volume=DATASET.input_volume_pattern(),
             output:
-                volume=temp(DATASET.decoded(DATASET.targets[0].key)),
+                volume=DATASET.decoded(DATASET.targets[0].key),
             log:
                 f"{DATASET.out}/logs/decode_volume/{DATASET.targets[0].key}.log",
+            priority: 0
             conda:
                 "../envs/resample.yaml"
-            priority: 0
             params:
                 script=DECODE_SCRIPT,
                 failures=DATASET.decode_failures,
             shell:
                 "python3 {params.script:q} {input.volume:q} {output.volume:q}"
                 " {params.failures} 2> {log:q}"
+
+        # Highest priority: as soon as every grid of a volume is done, its decoded copy is
+        # emptied (disk), but stays as an up-to-date, ancient() input (common.smk).
+        rule:
+            name:
+                DATASET.rule("release_decoded")
+            input:
+                DATASET.grid_outputs,
+            output:
+                touch(DATASET.released(DATASET.targets[0].key)),
+            priority: 20
+            localrule: True
+            params:
+                decoded=DATASET.decoded(DATASET.targets[0].key),
+            shell:
+                "if [ -s {params.decoded:q} ]; then : > {params.decoded:q}; fi"
 
 
 for TARGET in TARGETS:
@@ -41,18 +58,19 @@ for TARGET in TARGETS:
             TARGET.rule("resample_volume")
         input:
             volume=TARGET.input_volume(),
+            source=TARGET.source_volume(),
         output:
             volume=TARGET.output_pattern(),
         log:
             TARGET.log("resample_volume", TARGET.key),
         benchmark:
             f"{TARGET.root}/benchmarks/resample_volume/{TARGET.key}.tsv"
+        priority: 10 if TARGET.dataset.decodes else 0
         conda:
             "../envs/resample.yaml"
         threads: TARGET.config["threads_per_job"]
         resources:
             mem_mb=TARGET.estimate_mem_mb,
-        priority: 10 if TARGET.dataset.decodes else 0
         params:
             script=RESAMPLE_SCRIPT,
             options=TARGET.arguments,
