@@ -27,6 +27,12 @@ def nonfinite_text(record: dict) -> str:
     )
 
 
+def usable_copy(copy, source) -> bool:
+    """Whether the decoded copy holds the input as it is now: not emptied, not older."""
+    copy, source = Path(copy).stat(), Path(source).stat()
+    return copy.st_size > 0 and copy.st_mtime_ns >= source.st_mtime_ns
+
+
 def run_resample_job(
     in_path,
     out_path,
@@ -43,9 +49,10 @@ def run_resample_job(
     failure_path, record_path = Path(failure_path), Path(record_path)
     wrote_record = False
     # A decoded copy (several grids, workflow/rules/resample.smk): name the real input, and
-    # read it when the copy was emptied (every grid was done: this grid reruns alone).
+    # read that instead when the copy is emptied (every grid was done: this grid reruns
+    # alone) or older than the input (the input was replaced since).
     named = source or in_path
-    if source and Path(in_path).stat().st_size == 0:
+    if source and not usable_copy(in_path, source):
         in_path = source
 
     def commit_record(row):

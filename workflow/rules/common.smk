@@ -291,6 +291,16 @@ class Dataset:
             return str(Path(self.config["nii_folder"]) / f"{key}{suffixes.pop()}")
         return lambda wildcards: str(self.volumes[volume_key(wildcards)])
 
+    def decode_input(self):
+        """The input of decode_volume, ancient(): a changed input must not rerun the decode
+        (Snakemake would then skip the grids' own check of the input, as they read the
+        ancient() copy); each grid's job sees the changed input itself (its `source`)
+        and reads it directly, since the copy is then older (nii_resample.jobs)."""
+        pattern = self.input_volume_pattern()
+        if isinstance(pattern, str):
+            return ancient(pattern)
+        return lambda wildcards: ancient(pattern(wildcards))
+
     def decode_failures(self, wildcards):
         """Each grid's failure record and output, for a gzip that cannot be decoded."""
         key = volume_key(wildcards)

@@ -19,7 +19,7 @@ for DATASET in DATASETS:
             name:
                 DATASET.rule("decode_volume")
             input:
-                volume=DATASET.input_volume_pattern(),
+                volume=DATASET.decode_input(),
             output:
                 volume=DATASET.decoded(DATASET.targets[0].key),
             log:
