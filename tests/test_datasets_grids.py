@@ -139,6 +139,9 @@ def test_recursive_refuses_two_inputs_with_one_output(tmp_path):
     ({"datasets": {"d": {"nii_folder": "IN", "output_path": "OUT"},
                    "e": {"nii_folder": "IN", "output_path": "OUT"}}},
      "datasets 'd' and 'e' both write to output_path"),
+    ({"grids": {"a-b": {"desired_volume": [4, 4, 4]}, "a_b": {"desired_volume": [5, 5, 5]}}},
+     "'a-b' and 'a_b' differ only in characters other than letters"),
+    ({"grids": {"../up": {"desired_volume": [4, 4, 4]}}}, "grid name '../up' must start with"),
 ])
 def test_config_errors_before_any_job(tmp_path, make_dataset, override, message):
     folder, _ = make_dataset()
@@ -204,3 +207,21 @@ def test_changing_one_grid_reruns_only_that_grid(tmp_path, make_dataset):
     resample_volume(made["mri"], direct, (6, 6, 6))
     low = nib.load(tmp_path / "out" / "low" / "mri" / "mri_resampled.nii.gz")
     assert np.array_equal(np.asarray(low.dataobj), np.asarray(nib.load(direct).dataobj))
+
+
+def test_an_undecodable_volume_fails_on_every_grid_the_others_finish(tmp_path, make_dataset):
+    folder, made = make_dataset(("ct", "mri"))
+    made["mri"].write_bytes(made["mri"].read_bytes()[:3000])  # truncated gzip
+    config = {"nii_folder": str(folder), "output_path": str(tmp_path / "out"),
+              "grids": {"low": {"desired_volume": [6, 6, 6]}, "mm": {"desired_spacing": [2, 2, 2]}}}
+    result = run_snakemake(tmp_path / "work", config, "--keep-going", check=False)
+    assert result.returncode != 0
+    rows = {(Path(r["input_path"]).name, r["grid"]): r for r in _manifest(tmp_path / "out" / "manifest.tsv")}
+    for grid in ("low", "mm"):
+        assert rows[("ct.nii.gz", grid)]["status"] == "ok"
+        failed = rows[("mri.nii.gz", grid)]
+        assert failed["status"] == "failed"
+        assert failed["reason"] == "mri.nii.gz: the file is truncated (its gzip stream ends before the end marker)"
+        assert not (tmp_path / "out" / grid / "mri").exists()
+    assert len(_manifest(tmp_path / "out" / "failures.tsv")) == 2
+    assert not list((tmp_path / "out").rglob("*.partial"))

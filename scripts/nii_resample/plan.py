@@ -7,6 +7,7 @@ sentence (ConfigError, InputFolderError) raised before any job runs.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
@@ -67,6 +68,22 @@ def output_file(grid: dict, key: str, saving_mode: str) -> Path:
     return resampled_path(Path(grid["root"]) / folder, prefix, saving_mode)
 
 
+def _check_rule_names(configs: dict) -> None:
+    """Rule names carry dataset and grid names with other characters as "_" (common.smk):
+    two names that differ only there would define one rule twice."""
+    seen: dict[str, str] = {}
+    for name, dataset in configs.items():
+        for grid in dataset.get("grids") or {None: None}:
+            label = " ".join(repr(n) for n in (name, grid) if n)
+            key = "_".join(re.sub(r"\W", "_", n) for n in (name, grid) if n)
+            if key in seen:
+                raise ConfigError(
+                    f"{seen[key]} and {label} differ only in characters other than letters, "
+                    "digits and _ (their rules would share one name); rename one"
+                )
+            seen[key] = label
+
+
 def plan_run(config: dict) -> list[dict]:
     """Every dataset of a checked config: {"name", "config", "grids", "volumes"}. Refuses
     two datasets sharing an output_path and two (dataset, grid, volume) with one output."""
@@ -80,6 +97,7 @@ def plan_run(config: dict) -> list[dict]:
                 "(their manifests would overwrite each other); give each its own output_path"
             )
         seen[out] = name
+    _check_rule_names(configs)
     plan, written = [], {}
     for name, dataset in configs.items():
         where = f"dataset {name!r}: " if name else ""
