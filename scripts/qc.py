@@ -73,7 +73,7 @@ def run_job(snakemake) -> None:
     Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
     with open(snakemake.log[0], "w", encoding="utf-8") as log:
         try:
-            if snakemake.rule == "qc_figure":
+            if snakemake.rule.startswith("qc_figure"):
                 record = read_rows(snakemake.params.record)[0]
                 written = qc_figure(
                     snakemake.input.volume,
@@ -82,7 +82,7 @@ def run_job(snakemake) -> None:
                     label_map=record.get("kind") == "label_map",
                     method=method_text(record),
                 )
-            elif snakemake.rule == "qc_overview":
+            elif snakemake.rule.startswith("qc_overview"):
                 written = overview_figure(snakemake.input.manifest, snakemake.output.png)
             else:
                 written = manifest_table(snakemake.input.manifest, snakemake.output.html)

@@ -11,7 +11,7 @@ every job while planning: 2 M instructions per job (docs/benchmarks.md).
 import sys
 
 from nii_resample.errors import VolumeError
-from nii_resample.command import build_parser
+from nii_resample.command import build_parser, wants_voxel_size
 from nii_resample.jobs import run_resample_job
 from nii_resample.volume import resample_volume
 
@@ -19,14 +19,18 @@ __all__ = ["resample_volume", "main"]
 
 
 def main(argv=None) -> int:
-    parser = build_parser(__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(__doc__.splitlines()[0], wants_voxel_size(argv))
     args = vars(parser.parse_args(argv))
+    if args["desired_volume"] is None and args["desired_spacing"] is None:
+        parser.error("give X Y Z or --desired-spacing SX SY SZ")
     in_path, out_path = args.pop("in_path"), args.pop("out_path")
     job_files = {key: args.pop(key) for key in ("record_path", "failure_path", "log_path")}
     if any(job_files.values()):
         if not all(job_files.values()):
             parser.error("--log, --record and --failure-record go together")
         return run_resample_job(in_path, out_path, **job_files, **args)
+    args.pop("source")
     try:
         record = resample_volume(in_path, out_path, **args)
     except VolumeError as error:

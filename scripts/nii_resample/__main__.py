@@ -1,4 +1,6 @@
-"""Command line: `python -m nii_resample IN OUT X Y Z [options]`, the workflow without YAML."""
+"""Command line: `python -m nii_resample IN OUT X Y Z [options]`, the workflow without YAML
+(or `--desired-spacing SX SY SZ`, or `--grid NAME=128x128x64 --grid NAME=1,1,1mm ...`,
+instead of X Y Z)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .api import ResamplingFailed, resampling_dataset
-from .command import add_desired_volume, positive_int
+from .command import add_desired_spacing, add_desired_volume, positive_int, wants_voxel_size
 from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS, SAVING_MODES
 
 
@@ -17,7 +19,30 @@ def _program_name() -> str:
     return "python -m nii_resample" if name in ("__main__.py", "-c", "") else name
 
 
-def build_parser() -> argparse.ArgumentParser:
+def grid_argument(text: str) -> tuple[str, dict]:
+    """--grid NAME=XxYxZ (voxels) or NAME=SX,SY,SZmm (spacing in mm)."""
+    name, _, spec = text.partition("=")
+    spec = spec.strip()
+    try:
+        if spec.lower().endswith("mm"):
+            values = [float(v) for v in spec[:-2].split(",")]
+            ok = len(values) == 3 and all(v > 0 and v != float("inf") for v in values)
+            grid = {"desired_spacing": values}
+        else:
+            values = [int(v) for v in spec.lower().split("x")]
+            ok = len(values) == 3 and all(v > 0 for v in values)
+            grid = {"desired_volume": values}
+    except ValueError:
+        ok = False
+    if not (name and ok):
+        raise argparse.ArgumentTypeError(
+            f"must be NAME=XxYxZ (voxels, e.g. low=128x128x64) or NAME=SX,SY,SZmm "
+            f"(e.g. iso=1,1,1mm), got {text!r}"
+        )
+    return name, grid
+
+
+def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_program_name(),
         description="Resample every .nii.gz in a folder to X x Y x Z voxels, keeping the field "
@@ -25,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("nii_folder", help="folder of input .nii.gz volumes")
     parser.add_argument("output_path", help="folder for the results (created)")
-    add_desired_volume(parser, "target voxels")
+    if positionals:
+        add_desired_volume(parser, "target voxels")
+    add_desired_spacing(parser, positionals)
+    parser.add_argument("--grid", dest="grids", action="append", type=grid_argument,
+                        metavar="NAME=SIZE",
+                        help="a named grid instead of X Y Z, repeatable: NAME=XxYxZ voxels or "
+                        "NAME=SX,SY,SZmm; each goes to OUTPUT_PATH/NAME/")
+    parser.add_argument("--recursive", action="store_true",
+                        help="also the volumes in sub-folders, keeping their relative folder")
     parser.add_argument("--saving-mode", choices=SAVING_MODES, default=DEFAULTS["saving_mode"])
     parser.add_argument("--cores", type=positive_int, default=None,
                         help="parallel volumes (default: all)")
@@ -50,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(wants_voxel_size(argv))
+    args = parser.parse_args(argv)
+    if args.grids and len(dict(args.grids)) != len(args.grids):
+        parser.error("each --grid NAME must be given once")
     try:
         written = resampling_dataset(
             args.nii_folder,
@@ -58,6 +95,9 @@ def main(argv=None) -> int:
             args.desired_volume,
             args.saving_mode,
             args.debug,
+            desired_spacing=args.desired_spacing,
+            grids=dict(args.grids) if args.grids else None,
+            recursive=args.recursive,
             cores=args.cores,
             engine=args.engine,
             interpolation=args.interpolation,

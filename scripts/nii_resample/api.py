@@ -21,13 +21,8 @@ from pathlib import Path
 
 from .records import write_failures_report, write_manifest
 from .nifti import remove_stale_partials
-from .settings import (
-    check_output_location,
-    discover_volumes,
-    job_options,
-    normalise_config,
-    resampled_path,
-)
+from .plan import output_file, plan_run
+from .settings import job_options, normalise_config
 from .worker import failed_row
 
 
@@ -99,7 +94,8 @@ class _Worker:
             self.process.wait()
         self.reader.join(timeout=5)
         if self.job is not None:
-            remove_stale_partials(self.job["out_path"])
+            for output in self.job["outputs"]:
+                remove_stale_partials(output["out_path"])
 
 
 def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
@@ -117,13 +113,15 @@ def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
                 pool.remove(worker)
                 reason = _death_reason(worker.process.wait())
                 if job is not None:
-                    remove_stale_partials(job["out_path"])
-                    rows.append(failed_row(job, f"{Path(job['in_path']).name}: {reason}"))
+                    for output in job["outputs"]:
+                        remove_stale_partials(output["out_path"])
+                        reason_line = f"{Path(job['in_path']).name}: {reason}"
+                        rows.append(failed_row(job, reason_line, output))
                     done()
                 if waiting:
                     pool.append(worker := _Worker(answers))
             else:
-                rows.append(json.loads(line))
+                rows += json.loads(line)
                 done()
             if waiting:
                 worker.send(waiting.pop())
@@ -150,13 +148,38 @@ def _progress_bar(total: int, enabled):
                 else not enabled, file=sys.stderr)
 
 
+def _grid_keys(desired_volume, desired_spacing, grids) -> dict:
+    """The config keys of the one grid option given; two of them is a ValueError (the
+    precedence of the config files is for merged layers, not for one call)."""
+    given = {
+        key: value
+        for key, value in (
+            ("desired_volume", desired_volume),
+            ("desired_spacing", desired_spacing),
+            ("grids", grids),
+        )
+        if value is not None
+    }
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of desired_volume, desired_spacing and grids, got "
+            + (", ".join(given) or "none")
+        )
+    if "desired_spacing" in given:
+        given["desired_spacing"] = list(given["desired_spacing"])
+    return given
+
+
 def resampling_dataset(
     nii_folder,
     output_path,
-    desired_volume,
+    desired_volume=None,
     saving_mode: str = "case",
     debug: bool = False,
     *,
+    desired_spacing=None,
+    grids: dict | None = None,
+    recursive: bool = False,
     cores: int | None = None,
     engine: str = "fast",
     interpolation: str = "bspline",
@@ -169,10 +192,14 @@ def resampling_dataset(
     threads_per_job: int = 1,
     progress: bool | None = None,
 ) -> list[str]:
-    """Resample every `.nii.gz` in `nii_folder` to `desired_volume` = (X, Y, Z) voxels.
+    """Resample every `.nii.gz` in `nii_folder` to `desired_volume` = (X, Y, Z) voxels, or to
+    `desired_spacing` = (sx, sy, sz) mm, or onto several `grids` = {name: {"desired_volume":
+    (X, Y, Z)} or {"desired_spacing": (sx, sy, sz)}} (give one of the three; each grid is
+    written under output_path/<name>/, each volume read and decoded once for all of them).
 
     Outputs go to `output_path/<prefix>/<prefix>_resampled.nii.gz` (saving_mode "case") or
-    `output_path/<prefix>_resampled.nii.gz` ("folder"), with `manifest.tsv` beside them.
+    `output_path/<prefix>_resampled.nii.gz` ("folder"), with `manifest.tsv` beside them;
+    `recursive` also takes the volumes of sub-folders, keeping their relative folder.
     Returns the written paths, in file-name order. Raises FileNotFoundError for a missing
     folder or one without volumes, ValueError for a bad `desired_volume`, `saving_mode` or
     option, and ResamplingFailed (after all other volumes are done) if some volumes fail.
@@ -182,7 +209,8 @@ def resampling_dataset(
         {
             "nii_folder": os.fspath(nii_folder),
             "output_path": os.fspath(output_path),
-            "desired_volume": desired_volume,
+            **_grid_keys(desired_volume, desired_spacing, grids),
+            "recursive": recursive,
             "saving_mode": saving_mode,
             "debug": debug,
             "qc": False,  # QC pictures are the workflow's (snakemake --report)
@@ -197,20 +225,28 @@ def resampling_dataset(
             "threads_per_job": threads_per_job,
         }
     )
-    volumes = discover_volumes(config["nii_folder"])
-    check_output_location(config)
+    [dataset] = plan_run(config)
     jobs = [
         {
             "in_path": str(path),
-            "out_path": str(resampled_path(config["output_path"], prefix, config["saving_mode"])),
-            "options": {**job_options(config, path.name), "threads": config["threads_per_job"]},
+            "outputs": [
+                {
+                    "out_path": str(output_file(grid, key, config["saving_mode"])),
+                    "grid": grid["label"],
+                    "options": {
+                        **job_options(config, path.name, grid),
+                        "threads": config["threads_per_job"],
+                    },
+                }
+                for grid in dataset["grids"]
+            ],
         }
-        for prefix, path in volumes.items()
+        for key, path in dataset["volumes"].items()
     ]
     workers = min(_worker_count(cores), len(jobs))
     with _progress_bar(len(jobs), progress) as bar:
         results = _run_in_workers(jobs, workers, bar.update)
-    results.sort(key=lambda row: row["input_path"])
+    results.sort(key=lambda row: (row["input_path"], row["output_path"]))
     done = [row for row in results if row["status"] == "ok"]
     failures = [{**row, "log": ""} for row in results if row["status"] != "ok"]
     out = Path(config["output_path"])

@@ -22,6 +22,34 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def positive_float(text: str) -> float:
+    """argparse type of a spacing: a positive, finite number (mm)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def wants_voxel_size(argv) -> bool:
+    """Whether a command line gives X Y Z (positionals), not --desired-spacing or --grid."""
+    return not any(
+        word.startswith(("--desired-spacing", "--grid")) for word in (argv or [])
+    )
+
+
+def add_desired_spacing(parser: argparse.ArgumentParser, positionals: bool) -> None:
+    """--desired-spacing SX SY SZ (mm), instead of the positionals X Y Z."""
+    parser.add_argument("--desired-spacing", nargs=3, type=positive_float, default=None,
+                        metavar=("SX", "SY", "SZ"),
+                        help="target voxel size in mm instead of X Y Z (the field of view's "
+                        "centre is kept)")
+    if not positionals:
+        parser.set_defaults(desired_volume=None)
+
+
 def add_desired_volume(parser: argparse.ArgumentParser, help_text: str) -> None:
     """The positionals X Y Z, gathered into `desired_volume` (a list). Not one nargs=3
     positional with a tuple metavar: that crashes argparse's help and usage errors (3.11)."""
@@ -30,12 +58,17 @@ def add_desired_volume(parser: argparse.ArgumentParser, help_text: str) -> None:
                             help=f"{help_text} along {axis}")
 
 
-def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """The command line of scripts/resample.py: one volume, by hand or as a workflow job."""
+def build_parser(description: str | None = None, positionals: bool = True) -> argparse.ArgumentParser:
+    """The command line of scripts/resample.py: one volume, by hand or as a workflow job
+    (`positionals` False: --desired-spacing instead of X Y Z; see wants_voxel_size)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("in_path", help="input .nii.gz volume")
     parser.add_argument("out_path", help="output .nii.gz path (folders are created)")
-    add_desired_volume(parser, "voxels")
+    if positionals:
+        add_desired_volume(parser, "voxels")
+    add_desired_spacing(parser, positionals)
+    parser.add_argument("--source", default=None,
+                        help="the input in_path was decoded from (the record names it)")
     parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS["engine"])
     parser.add_argument(
         "--interpolation", choices=INTERPOLATIONS, default=DEFAULTS["interpolation"]
@@ -88,7 +121,10 @@ def put_python_first_on_path(executable: str) -> None:
 def job_arguments(options: dict) -> str:
     """settings.job_options(...) as the words build_parser() reads (shell-quoted), so that
     the rule's shell command runs exactly the options the workflow computed."""
-    words = [str(size) for size in options["desired_volume"]]
+    if options.get("desired_spacing"):
+        words = ["--desired-spacing", *(repr(float(v)) for v in options["desired_spacing"])]
+    else:
+        words = [str(size) for size in options["desired_volume"]]
     words += ["--engine", options["engine"], "--interpolation", options["interpolation"]]
     words += ["--label-interpolation", options["label_interpolation"]]
     words += ["--compression-level", str(options["compression_level"])]

@@ -27,13 +27,20 @@ def nonfinite_text(record: dict) -> str:
     )
 
 
+def usable_copy(copy, source) -> bool:
+    """Whether the decoded copy holds the input as it is now: not emptied, not older."""
+    copy, source = Path(copy).stat(), Path(source).stat()
+    return copy.st_size > 0 and copy.st_mtime_ns >= source.st_mtime_ns
+
+
 def run_resample_job(
     in_path,
     out_path,
     record_path,
     failure_path,
     log_path,
-    desired_volume,
+    desired_volume=None,
+    source=None,
     **options,
 ) -> int:
     """Resample one volume; on bad input, a one-line reason goes to the log, the console and
@@ -41,17 +48,29 @@ def run_resample_job(
     file at out_path is not this job's: it is left alone)."""
     failure_path, record_path = Path(failure_path), Path(record_path)
     wrote_record = False
+    # A decoded copy (several grids, workflow/rules/resample.smk): name the real input, and
+    # read that instead when the copy is emptied (every grid was done: this grid reruns
+    # alone) or older than the input (the input was replaced since).
+    named = source or in_path
+    if source and not usable_copy(in_path, source):
+        in_path = source
 
     def commit_record(row):
         nonlocal wrote_record
+        row["input_path"] = str(named)
         write_record(record_path, row)
         wrote_record = True
 
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
+        grid = (
+            f"{'x'.join(map(str, desired_volume))} voxels"
+            if desired_volume is not None
+            else f"{','.join(map(str, options['desired_spacing']))} mm spacing"
+        )
         print(
-            f"resampling {in_path} -> {out_path} to {'x'.join(map(str, desired_volume))} voxels "
-            f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})",
+            f"resampling {in_path} -> {out_path} to {grid} "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()) if v is not None)})",
             file=log,
             flush=True,
         )
@@ -66,10 +85,13 @@ def run_resample_job(
         except Exception as error:  # every failure must end as a one-line reason
             if isinstance(error, VolumeError):
                 reason = _one_line(error)
+                decoded = f"{Path(in_path).name}:"
+                if source and reason.startswith(decoded):
+                    reason = f"{Path(source).name}:{reason[len(decoded):]}"
             elif isinstance(error, OSError) and error.errno == errno.ENOSPC:
-                reason = f"{Path(in_path).name}: no space left on device to write {out_path}"
+                reason = f"{Path(named).name}: no space left on device to write {out_path}"
             else:
-                reason = _one_line(f"{Path(in_path).name}: {type(error).__name__}: {error}")
+                reason = _one_line(f"{Path(named).name}: {type(error).__name__}: {error}")
                 traceback.print_exc(file=log)
             # Remove only what this job made: never out_path, which may be the volume a
             # newer run just wrote (this job may be an orphan of a killed run).
@@ -77,7 +99,7 @@ def run_resample_job(
                 record_path.unlink(missing_ok=True)
             write_failure(
                 failure_path,
-                {"input_path": str(in_path), "output_path": str(out_path), "reason": reason},
+                {"input_path": str(named), "output_path": str(out_path), "reason": reason},
             )
             print(f"ERROR {reason}", file=log)
             # Leading newline: Snakemake writes to the same console concurrently, and its

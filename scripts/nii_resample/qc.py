@@ -373,7 +373,7 @@ def outdated_report_inputs(volumes, manifest_path, dataset_outputs, desired_volu
         problems.append(f"{manifest_path} is older than the volumes (or missing)")
     elif any(_older(output, manifest_path) for output in dataset_outputs):
         problems.append("the dataset overview and manifest table are older than manifest.tsv")
-    if not problems:
+    if not problems and desired_volume is not None:
         problems += _other_grid(manifest_path, desired_volume)
     return problems
 

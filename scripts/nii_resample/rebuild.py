@@ -26,6 +26,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     `options` are the volume's job options (settings.job_options). `seconds` is left empty
     and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
     """
+    from .grids import target_grid
     from .volume import _size_text, _vector_text, decide_kind, intensity_range, nonfinite_count
 
     in_path, out_path = Path(in_path), Path(out_path)
@@ -33,13 +34,20 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         source, target = read_volume(in_path), read_volume(out_path)
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
-    check_is_resample_of(source, target, options["desired_volume"])
-    # The same decision as the job's: a pattern, or the header and voxels (detection).
+    size, steps = target_grid(
+        source.spatial_shape,
+        itk_geometry(source.affine)["spacing"],
+        options.get("desired_volume"),
+        options.get("desired_spacing"),
+    )
+    check_is_resample_of(source, target, size, steps)
+    # The job's options say "kind" (auto: decided from the header and voxels, as the job did).
     label_map, kind_reason = decide_kind(
-        source, options.get("kind", "image"), options.get("kind_reason", "")
+        source, options.get("kind", "auto"), options.get("kind_reason", "")
     )
     slope, inter = target.intensity_scaling
-    old, new = itk_geometry(source.affine), itk_geometry(_expected_affine(source, target))
+    old = itk_geometry(source.affine)
+    new = itk_geometry(_expected_affine(source, target, steps))
     low, high = intensity_range(source.data)
     new_low, new_high = intensity_range(target.data)
     shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
@@ -75,12 +83,12 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     return record
 
 
-def _expected_affine(source, target) -> np.ndarray:
+def _expected_affine(source, target, steps=None) -> np.ndarray:
     # Computed in 64-bit from the input, as the job did: the output stores it in float32.
-    return resampled_affine(source.affine, source.spatial_shape, target.spatial_shape)
+    return resampled_affine(source.affine, source.spatial_shape, target.spatial_shape, steps)
 
 
-def check_is_resample_of(source, target, desired_volume) -> None:
+def check_is_resample_of(source, target, desired_volume, steps=None) -> None:
     """The output must be the input on the target grid: same field of view (each corner to
     1e-6 of the coordinates' size: NIfTI stores float32), size, pixel type and extra axes."""
     name = f"{target.path.name} is not {source.path.name} resampled to {_size(desired_volume)}"
@@ -88,7 +96,7 @@ def check_is_resample_of(source, target, desired_volume) -> None:
         raise RecordNotRebuilt(f"{name}: it has {_size(target.data.shape)} voxels")
     if target.data.dtype != source.data.dtype or target.data.shape[3:] != source.data.shape[3:]:
         raise RecordNotRebuilt(f"{name}: its pixel type or 4th axis differ")
-    expected = _expected_affine(source, target)
+    expected = _expected_affine(source, target, steps)
     corners = np.array([[i, j, k, 1.0] for i in (-0.5, desired_volume[0] - 0.5)
                         for j in (-0.5, desired_volume[1] - 0.5)
                         for k in (-0.5, desired_volume[2] - 0.5)])

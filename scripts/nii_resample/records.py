@@ -19,6 +19,7 @@ RECORD_COLUMNS = (
     "output_path",
     "status",
     "reason",
+    "grid",
     "kind",
     "kind_reason",
     "engine",
@@ -120,17 +121,19 @@ def manifest_rows(jobs: list[dict], failures=()) -> tuple[list[dict], list[str]]
     rebuilt from the files and written back. Returns (rows, rebuilt record paths); raises
     rebuild.RecordNotRebuilt (one line: which record, why, what to run) when it cannot be.
     """
-    failed = {failure["input_path"]: failure for failure in failures}
+    failed = {failure["output_path"]: failure for failure in failures}
     rows, rebuilt = [], []
     for job in jobs:
-        if job["input_path"] in failed:
-            rows.append(failed_row(failed[job["input_path"]]))
+        # The grid comes from the plan: a job's record does not know the grid's name.
+        grid = {"grid": job["grid"]} if "grid" in job else {}
+        if job["output_path"] in failed:
+            rows.append({**failed_row(failed[job["output_path"]]), **grid})
             continue
         record = read_rows(job["record_path"]) if Path(job["record_path"]).is_file() else []
         if not record:  # deleted (or emptied) by hand: each job writes it before its volume
             record = [_rebuilt(job)]
             rebuilt.append(job["record_path"])
-        rows.append(record[0])
+        rows.append({**record[0], **grid})
     return rows, rebuilt
 
 
@@ -151,7 +154,7 @@ def _rebuilt(job: dict) -> dict:
 
 def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
     """manifest.tsv: the rows sorted by input path, every column of RECORD_COLUMNS."""
-    rows = sorted(rows, key=lambda row: row["input_path"])
+    rows = sorted(rows, key=lambda row: (row["input_path"], row["output_path"]))
     atomic_write_bytes(path, tsv_bytes(RECORD_COLUMNS, rows))
 
 

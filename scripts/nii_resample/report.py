@@ -8,7 +8,13 @@ from pathlib import Path
 
 def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
     """Short summary for `debug: true`: how many volumes, target shape, where outputs are."""
-    size = "x".join(str(n) for n in config["desired_volume"])
+    from .settings import resolve_grids
+
+    grids = resolve_grids(config)
+    if grids[0]["name"] is None and grids[0].get("desired_volume"):
+        target = f"  target shape (X,Y,Z) : {grids[0]['label']}"
+    else:
+        target = f"  target grid(s)       : {', '.join(grid['label'] for grid in grids)}"
     rows = []
     if Path(manifest_path).exists():
         with open(manifest_path, newline="", encoding="utf-8") as handle:
@@ -19,7 +25,7 @@ def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
         f"  volumes found        : {n_volumes} in {config['nii_folder']}",
         f"  resampled            : {sum(row['status'] == 'ok' for row in rows)}",
         f"  failed               : {sum(row['status'] == 'failed' for row in rows)}",
-        f"  target shape (X,Y,Z) : {size} voxels",
+        target,
         f"  saving mode          : {config['saving_mode']} -> {config['output_path']}",
         f"  engine               : {config['engine']}",
         f"  manifest             : {manifest_path}",
@@ -32,10 +38,15 @@ def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
         lines.append("  per volume           : original size -> new spacing (mm)")
         for row in done:
             lines.append(
-                f"    {Path(row['input_path']).name}: {row['original_size']} "
+                f"    {Path(row['input_path']).name}{_on_grid(row, grids)}: {row['original_size']} "
                 f"({_rounded(row['original_spacing'])}) -> {_rounded(row['new_spacing'])}"
             )
     print("\n".join(lines), flush=True)
+
+
+def _on_grid(row: dict, grids) -> str:
+    """ " (grid low)" when the run has several grids."""
+    return f" (grid {row.get('grid', '')})" if len(grids) > 1 else ""
 
 
 def _rounded(vector_text: str) -> str:

@@ -6,6 +6,7 @@ Every problem is reported as one sentence naming the key or folder, before any j
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,14 @@ KINDS = ("auto", "label_map", "image")
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 RESAMPLED_SUFFIX = "_resampled.nii.gz"
 REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
+# Target grid keys: one of them per dataset. At one level of the config, grids wins over
+# desired_spacing, which wins over desired_volume (a user's --configfile/--config that sets
+# desired_spacing or grids then overrides the shipped desired_volume: after Snakemake's
+# merge, which layer set which key cannot be told).
+GRID_KEYS = ("grids", "desired_spacing", "desired_volume")
+# Several datasets, volumes in sub-folders.
+RUN_KEYS = ("desired_spacing", "grids", "datasets", "recursive")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 # Mirrors the defaults in workflow/schemas/config.schema.yaml (a test keeps them in step).
 DEFAULTS = {
     "saving_mode": "case",
@@ -36,6 +45,7 @@ DEFAULTS = {
     "label_interpolation": "linear_argmax",
     "compression_level": 1,
     "threads_per_job": 1,
+    "recursive": False,
 }
 
 
@@ -84,6 +94,30 @@ def parse_desired_volume(value) -> list[int]:
         if item < 1:
             raise ConfigError(problem)
         numbers.append(int(item))
+    return numbers
+
+
+def parse_desired_spacing(value, key: str = "desired_spacing") -> list[float]:
+    """Three positive, finite numbers (mm) from a list or the string `--config` hands over:
+    [1, 1, 2.5], "1,1,2.5", "[1,1,2.5]"."""
+    problem = (
+        f"{key} must be three positive numbers [sx, sy, sz] in mm (e.g. [1.0, 1.0, 1.0]), "
+        f"got {as_typed(value)}"
+    )
+    if isinstance(value, str):
+        items = [item for item in re.split(r"[\s,\[\]()]+", value.strip()) if item]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(problem)
+    if len(items) != 3 or any(isinstance(item, bool) for item in items):
+        raise ConfigError(problem)
+    try:
+        numbers = [float(item) for item in items]
+    except (TypeError, ValueError):
+        raise ConfigError(problem) from None
+    if not all(math.isfinite(n) and n > 0 for n in numbers):
+        raise ConfigError(problem)
     return numbers
 
 
@@ -146,21 +180,40 @@ def volume_kind(config: dict, file_name: str) -> tuple[str, str]:
     return "image", "no label_maps pattern matches (detection off)"
 
 
-def normalise_config(config: dict) -> dict:
-    """A checked copy of `config` with defaults filled in and `--config` strings coerced."""
-    unknown = sorted(set(config) - set(REQUIRED_KEYS) - set(DEFAULTS))
+def _known_keys() -> tuple:
+    return REQUIRED_KEYS + tuple(key for key in DEFAULTS if key != "recursive") + RUN_KEYS
+
+
+def normalise_config(config: dict, where: str = "") -> dict:
+    """A checked copy of `config` with defaults filled in and `--config` strings coerced.
+
+    `grids`, `desired_spacing` and `desired_volume` are checked when given (resolve_grids
+    picks the one that counts); `datasets` entries are checked by normalise_datasets.
+    `where` (e.g. "dataset 'ct': ") starts every message about a dataset's own keys.
+    """
+    unknown = sorted(set(config) - set(_known_keys()))
     if unknown:
         raise ConfigError(
-            f"unknown configuration key(s) {', '.join(unknown)}; "
-            f"known keys: {', '.join(REQUIRED_KEYS + tuple(DEFAULTS))}"
+            f"{where}unknown configuration key(s) {', '.join(unknown)}; "
+            f"known keys: {', '.join(_known_keys())}"
         )
-    missing = [key for key in REQUIRED_KEYS if config.get(key) in (None, "")]
-    if missing:
-        raise ConfigError(f"the configuration does not set {', '.join(missing)}")
-    checked = {**DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
-    checked["nii_folder"] = str(checked["nii_folder"])
-    checked["output_path"] = str(checked["output_path"])
-    checked["desired_volume"] = parse_desired_volume(checked["desired_volume"])
+    given = {k: v for k, v in config.items() if v is not None}
+    if not given.get("datasets"):
+        missing = [key for key in REQUIRED_KEYS[:2] if given.get(key) in (None, "")]
+        if not any(given.get(key) not in (None, "", {}) for key in GRID_KEYS):
+            missing.append("desired_volume")
+        if missing:
+            raise ConfigError(f"{where}the configuration does not set {', '.join(missing)}")
+    checked = {**DEFAULTS, **given}
+    for key in ("nii_folder", "output_path"):
+        if key in checked:
+            checked[key] = str(checked[key])
+    if "desired_volume" in given:
+        checked["desired_volume"] = parse_desired_volume(checked["desired_volume"])
+    if "desired_spacing" in given:
+        checked["desired_spacing"] = parse_desired_spacing(checked["desired_spacing"])
+    if "grids" in given:
+        checked["grids"] = parse_grids(checked["grids"], where)
     checked["saving_mode"] = parse_choice("saving_mode", checked["saving_mode"], SAVING_MODES)
     checked["engine"] = parse_choice("engine", checked["engine"], ENGINES)
     checked["interpolation"] = parse_choice(
@@ -175,9 +228,104 @@ def normalise_config(config: dict) -> dict:
     checked["antialias"] = _parse_bool("antialias", checked["antialias"])
     checked["debug"] = _parse_bool("debug", checked["debug"])
     checked["qc"] = _parse_bool("qc", checked["qc"])
+    checked["recursive"] = _parse_bool("recursive", checked["recursive"])
     checked["compression_level"] = _parse_int("compression_level", checked["compression_level"], 1, 9)
     checked["threads_per_job"] = _parse_int("threads_per_job", checked["threads_per_job"], 1)
+    if "datasets" in given:
+        checked["datasets"] = normalise_datasets(checked, given["datasets"])
     return checked
+
+
+def _check_name(kind: str, name, where: str = "") -> str:
+    """Grid and dataset names become folder and rule names: letters, digits, _ . -"""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError(
+            f"{where}{kind} name {as_typed(name)!r} must start with a letter or digit and "
+            "hold only letters, digits, _, . and -"
+        )
+    return name
+
+
+def parse_grids(value, where: str = "") -> dict[str, dict]:
+    """{name: {"desired_volume": [...]}} or {name: {"desired_spacing": [...]}}, checked."""
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(
+            f"{where}grids must map grid names to {{desired_volume: [X, Y, Z]}} or "
+            f"{{desired_spacing: [sx, sy, sz]}}, got {as_typed(value)}"
+        )
+    grids = {}
+    for name, spec in value.items():
+        _check_name("grid", name, where)
+        keys = sorted(spec) if isinstance(spec, dict) else []
+        if keys not in (["desired_volume"], ["desired_spacing"]):
+            raise ConfigError(
+                f"{where}grid {name!r} must set exactly one of desired_volume and "
+                f"desired_spacing, got {as_typed(spec) if not keys else ', '.join(keys)}"
+            )
+        key = keys[0]
+        parse = parse_desired_volume if key == "desired_volume" else parse_desired_spacing
+        try:
+            grids[name] = {key: parse(spec[key])}
+        except ConfigError as problem:
+            raise ConfigError(f"{where}grid {name!r}: {problem}") from None
+    return grids
+
+
+def normalise_datasets(top: dict, entries) -> dict[str, dict]:
+    """Each dataset's full, checked configuration: the top-level keys are its defaults
+    (never nii_folder or output_path); its own grid key replaces the inherited one."""
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(
+            "datasets must map dataset names to their keys (nii_folder, output_path, ...), "
+            f"got {as_typed(entries) if entries else 'nothing'}"
+        )
+    datasets = {}
+    for name, entry in entries.items():
+        where = f"dataset {_check_name('dataset', name)!r}: "
+        if not isinstance(entry, dict) or not entry:
+            raise ConfigError(f"{where}it must set nii_folder, output_path and its keys")
+        if "datasets" in entry:
+            raise ConfigError(f"{where}datasets cannot be nested")
+        own = [key for key in GRID_KEYS if entry.get(key) is not None]
+        if len(own) > 1:
+            raise ConfigError(f"{where}it sets {' and '.join(own)}; give one of them")
+        inherited = {k: v for k, v in top.items() if k not in ("nii_folder", "output_path", "datasets")}
+        if own:
+            inherited = {k: v for k, v in inherited.items() if k not in GRID_KEYS}
+        missing = [key for key in REQUIRED_KEYS[:2] if entry.get(key) in (None, "")]
+        if missing:
+            raise ConfigError(f"{where}it does not set {', '.join(missing)}")
+        datasets[name] = normalise_config({**inherited, **entry}, where)
+    return datasets
+
+
+def _number_text(value) -> str:
+    return f"{float(value):g}"
+
+
+def resolve_grids(config: dict) -> list[dict]:
+    """The grids of one dataset (a checked config), with where each is written: grids wins
+    over desired_spacing, which wins over desired_volume (GRID_KEYS). Named grids go to
+    output_path/<name>/; a flat desired_volume or desired_spacing to output_path itself."""
+    out = config["output_path"]
+    if config.get("grids"):
+        return [
+            {"name": name, "label": name, **spec, "root": str(Path(out) / name)}
+            for name, spec in config["grids"].items()
+        ]
+    if config.get("desired_spacing"):
+        spacing = config["desired_spacing"]
+        label = ",".join(_number_text(v) for v in spacing) + " mm"
+        return [{"name": None, "label": label, "desired_spacing": spacing, "root": out}]
+    size = config["desired_volume"]
+    label = "x".join(str(n) for n in size) + " voxels"
+    return [{"name": None, "label": label, "desired_volume": size, "root": out}]
+
+
+def grid_spec(grid: dict) -> dict:
+    """{"desired_volume": [...]} or {"desired_spacing": [...]}: what the volume function takes."""
+    key = "desired_spacing" if grid.get("desired_spacing") else "desired_volume"
+    return {key: grid[key]}
 
 
 def volume_prefix(name: str) -> str | None:
@@ -288,14 +436,15 @@ def resampled_path(output_path: str | os.PathLike, prefix: str, saving_mode: str
     return Path(output_path) / name
 
 
-def job_options(config: dict, file_name: str) -> dict:
-    """Options of the per-volume function for one file, shared by the workflow and the API.
+def job_options(config: dict, file_name: str, grid: dict | None = None) -> dict:
+    """Options of the per-volume function for one file and grid (resolve_grids; default:
+    the dataset's first), shared by the workflow and the API.
 
     Threads are not among them: they change speed, not results, and must not trigger reruns.
     """
     kind, kind_reason = volume_kind(config, file_name)
     return {
-        "desired_volume": config["desired_volume"],
+        **grid_spec(grid or resolve_grids(config)[0]),
         "kind": kind,
         "kind_reason": kind_reason,
         "engine": config["engine"],

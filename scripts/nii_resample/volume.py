@@ -248,6 +248,7 @@ def resample_volume(
     compression_level: int = 1,
     threads: int = 1,
     before_commit=None,
+    volume: Volume | None = None,
 ) -> dict:
     """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels, or to `desired_spacing`
     (mm per axis), and write `out_path` atomically.
@@ -265,6 +266,8 @@ def resample_volume(
     VolumeError with a one-line reason naming the file. `before_commit(row)`, if given, is
     called with the row once the output is complete, just before it is renamed into place
     (the workflow writes the row there, so a volume never exists without its row).
+    `volume`: `in_path` already read (nifti.read_volume), to resample it onto several grids
+    with one read and decode (the Python API's grids).
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -283,7 +286,8 @@ def resample_volume(
         "threads": threads,
     }
     remove_stale_partials(out_path)
-    volume = read_volume(in_path)
+    if volume is None:
+        volume = read_volume(in_path)
     stored_low, stored_high = intensity_range(volume.data)
     nonfinite_in = nonfinite_count(volume.data)
     if not np.isfinite(stored_low):

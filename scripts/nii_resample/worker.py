@@ -1,7 +1,9 @@
 """A worker process of the Python API: `python -m nii_resample.worker`.
 
-It reads jobs as JSON lines on stdin ({"in_path", "out_path", "options"}) and answers each
-with one JSON line on stdout: the manifest row, or a failed row with a one-line reason.
+It reads jobs as JSON lines on stdin ({"in_path", "outputs": [{"out_path", "grid",
+"options"}, ...]}: one volume, one output per grid) and answers each with one JSON line on
+stdout: the list of manifest rows, or failed rows with a one-line reason. The volume is read
+and decoded once for all its grids.
 A plain subprocess rather than multiprocessing, whose spawn start method re-imports the
 caller's __main__ (a script without a main guard then starts its work again, and dies).
 """
@@ -19,9 +21,18 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def failed_row(job: dict, reason: str) -> dict:
-    return {"input_path": job["in_path"], "output_path": job["out_path"], "status": "failed",
-            "reason": one_line(reason)}
+def failed_row(job: dict, reason: str, output: dict | None = None) -> dict:
+    output = output or job
+    return {"input_path": job["in_path"], "output_path": output["out_path"], "status": "failed",
+            "reason": one_line(reason), "grid": output.get("grid", "")}
+
+
+def _reason(job: dict, error: Exception) -> str:
+    from .errors import VolumeError
+
+    if isinstance(error, VolumeError):
+        return str(error)
+    return f"{Path(job['in_path']).name}: {type(error).__name__}: {error}"
 
 
 def _remove_output(path: str) -> None:
@@ -32,19 +43,27 @@ def _remove_output(path: str) -> None:
         pass  # no such file to remove (e.g. its folder's name is taken by a file)
 
 
-def run_job(job: dict) -> dict:
-    """One volume; any exception becomes that volume's failed row (the others go on)."""
-    from .errors import VolumeError
+def run_job(job: dict) -> list[dict]:
+    """One volume on each of its grids, read once; any exception becomes a failed row of
+    that volume (and grid: the others go on)."""
+    from .nifti import read_volume
     from .volume import resample_volume
 
     try:
-        return resample_volume(job["in_path"], job["out_path"], **job["options"])
+        volume = read_volume(job["in_path"])
     except Exception as error:  # every failure must end as a one-line reason
-        _remove_output(job["out_path"])
-        if isinstance(error, VolumeError):
-            return failed_row(job, str(error))
-        name = Path(job["in_path"]).name
-        return failed_row(job, f"{name}: {type(error).__name__}: {error}")
+        return [failed_row(job, _reason(job, error), out) for out in job["outputs"]]
+    rows = []
+    for output in job["outputs"]:
+        try:
+            row = resample_volume(
+                job["in_path"], output["out_path"], volume=volume, **output["options"]
+            )
+            rows.append({**row, "grid": output["grid"]})
+        except Exception as error:  # every failure must end as a one-line reason
+            _remove_output(output["out_path"])
+            rows.append(failed_row(job, _reason(job, error), output))
+    return rows
 
 
 def _json_value(value):
@@ -59,8 +78,8 @@ def main() -> None:
     # Anything else printed (by a library, or C code) goes to stderr, not into the replies.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     for line in sys.stdin:
-        row = run_job(json.loads(line))
-        replies.write(json.dumps(row, default=_json_value) + "\n")
+        rows = run_job(json.loads(line))
+        replies.write(json.dumps(rows, default=_json_value) + "\n")
         replies.flush()
 
 

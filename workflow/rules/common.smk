@@ -1,6 +1,8 @@
 """Everything that is not a rule: config checks, volume discovery, paths and input functions."""
 
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,9 +27,8 @@ from nii_resample.resume import (
     release_claims,
     release_stale_locks,
 )
+from nii_resample.plan import output_file, plan_run
 from nii_resample.settings import (
-    check_output_location,
-    discover_volumes,
     job_options,
     normalise_config,
     resampled_path,
@@ -36,8 +37,7 @@ from nii_resample.settings import (
 # Fail before any job runs, with one sentence, on a bad config or input folder.
 try:
     config.update(normalise_config(config))
-    VOLUMES = discover_volumes(config["nii_folder"])
-    check_output_location(config)
+    PLAN = plan_run(config)
 except (ConfigError, InputFolderError) as problem:
     raise WorkflowError(f"Invalid configuration: {problem}.") from None
 validate(config, schema="../schemas/config.schema.yaml")
@@ -69,7 +69,9 @@ def final_targets(wildcards):
     global LOCKS_BEFORE
     if executes():
         try:
-            removed = release_stale_locks([config["output_path"], config["nii_folder"]])
+            removed = release_stale_locks(
+                [d["config"][k] for d in PLAN for k in ("output_path", "nii_folder")]
+            )
         except LockedError as problem:
             raise WorkflowError(f"{problem}.") from None
         if removed:
@@ -99,17 +101,21 @@ def refuse_outdated_report():
     """With `qc: true`, a report must never show QC pictures older than the volumes they
     describe (Snakemake gathers whatever files exist). Called from final_targets, when the
     run mode is known (qc.smk makes the pictures)."""
-    if not (config["qc"] and creates_report()):
+    if not (any(d.config["qc"] for d in DATASETS) and creates_report()):
         return
-    qc = f"{OUTPUT_PATH}/qc"
-    volumes = [
-        (str(path), str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"])))
-        + (f"{qc}/{prefix}.png",)
-        for prefix, path in VOLUMES.items()
-    ]
-    dataset = [f"{qc}/dataset/overview.png", f"{qc}/dataset/manifest.html"]
-    manifest = f"{OUTPUT_PATH}/manifest.tsv"
-    problems = outdated_report_inputs(volumes, manifest, dataset, DESIRED_VOLUME)
+    problems = []
+    for dataset in DATASETS:
+        volumes = [
+            (str(path), str(target.output_file(key)), target.qc_png(key))
+            for target in dataset.targets
+            for key, path in dataset.volumes.items()
+        ]
+        pictures = [f"{dataset.out}/qc/dataset/overview.png"]
+        pictures.append(f"{dataset.out}/qc/dataset/manifest.html")
+        grid = dataset.targets[0].grid
+        # The grid check compares sizes: for one desired_volume grid only.
+        size = grid.get("desired_volume") if len(dataset.targets) == 1 else None
+        problems += outdated_report_inputs(volumes, dataset.manifest, pictures, size)
     if problems:
         raise WorkflowError(
             f"No report: {'; '.join(problems)}; run `snakemake --cores N` with this report's "
@@ -132,57 +138,227 @@ def keep_going_inside_cluster_groups():
         workflow.execution_settings.keep_going = True
 
 
-def threads_per_volume(wildcards):
+def threads_per_volume(threads_per_job):
     """Threads of a resample job: `threads_per_job`, except on a cluster with a `cores`
     setting (the SLURM profile's: a cluster job's CPUs), where every volume uses all of
     them, so that one setting says both (README, "Running on a cluster"). Evaluated per
     job, when the executor is known (it is not while this file is read)."""
-    cores = workflow.resource_settings.cores
-    plugin = workflow.executor_plugin
-    on_cluster = workflow.remote_exec or (
-        plugin is not None and not plugin.common_settings.local_exec
-    )
-    if on_cluster and isinstance(cores, int) and cores > 0:
-        return cores
-    return config["threads_per_job"]
 
+    def threads(wildcards):
+        cores = workflow.resource_settings.cores
+        plugin = workflow.executor_plugin
+        on_cluster = workflow.remote_exec or (
+            plugin is not None and not plugin.common_settings.local_exec
+        )
+        if on_cluster and isinstance(cores, int) and cores > 0:
+            return cores
+        return threads_per_job
 
-OUTPUT_PATH = str(Path(config["output_path"]))
-DESIRED_VOLUME = config["desired_volume"]
+    return threads
 
 
 wildcard_constraints:
     prefix="[^/]+",
+    rel="(?:[^/]+/)*",
 
 
-def resampled_volume_pattern():
-    """Output pattern of the resampled volume for the configured saving mode."""
-    return str(resampled_path(OUTPUT_PATH, "{prefix}", config["saving_mode"]))
+def rule_name(base, *names):
+    """`base`, or base_<dataset>_<grid> for named datasets and grids (letters, digits, _)."""
+    return "_".join([base, *(re.sub(r"\W", "_", name) for name in names if name)])
 
 
-def record_path(prefix):
-    return f"{OUTPUT_PATH}/records/{prefix}.tsv"
+class Target:
+    """One dataset on one grid: the patterns and functions of its resample and QC rules."""
+
+    def __init__(self, dataset, grid):
+        self.dataset, self.grid, self.config = dataset, grid, dataset.config
+        self.root = str(Path(grid["root"]))
+        # {rel}: the volume's folder below nii_folder (recursive), empty or ending in "/".
+        self.key = "{rel}{prefix}" if self.config["recursive"] else "{prefix}"
+
+    def rule(self, base):
+        return rule_name(base, self.dataset.name, self.grid["name"])
+
+    def output_file(self, key):
+        return output_file(self.grid, key, self.config["saving_mode"])
+
+    def output_pattern(self):
+        if self.config["saving_mode"] == "case":
+            return f"{self.root}/{self.key}/{{prefix}}_resampled.nii.gz"
+        return f"{self.root}/{self.key}_resampled.nii.gz"
+
+    def record(self, key):
+        return f"{self.root}/records/{key}.tsv"
+
+    def failure_record(self, key):
+        return f"{self.root}/records/failed/{key}.tsv"
+
+    def log(self, rule, key):
+        return f"{self.root}/logs/{rule}/{key}.log"
+
+    def qc_png(self, key):
+        return f"{self.root}/qc/{key}.png"
+
+    def input_volume(self):
+        """The file the job reads: the input, or with several grids its decoded copy."""
+        if self.dataset.decodes:
+            return self.dataset.decoded_input
+        return self.dataset.input_volume_pattern()
+
+    def source_volume(self):
+        """The input itself, also an input when the job reads a decoded copy: a changed
+        input reruns every grid (the decoded copy is ancient(): see Dataset.decoded_input).
+        """
+        return self.dataset.input_volume_pattern() if self.dataset.decodes else []
+
+    def options(self, key):
+        return job_options(self.config, self.dataset.volumes[key].name, self.grid)
+
+    def arguments(self, wildcards):
+        """Options of the per-volume job, as its command-line words; a change in any of
+        them reruns the volume (Snakemake compares params)."""
+        keep_going_inside_cluster_groups()
+        key = volume_key(wildcards)
+        words = job_arguments(self.options(key))
+        if self.dataset.decodes:
+            words = f"{words} --source {shlex.quote(str(self.dataset.volumes[key]))}"
+        return words
+
+    def estimate_mem_mb(self, wildcards, input, attempt):
+        """Memory request (MB) from the volume's header (nii_resample.resources: calibrated
+        on measured peaks of every path a volume can take); never raises (a raise aborts
+        the run). Read from the input itself: a decoded copy does not exist yet."""
+        key = volume_key(wildcards)
+        options = self.options(key)
+        path = self.dataset.volumes[key]
+        return estimate_mem_mb_for_file(
+            path, target_size(path, options), options, attempt
+        )
+
+    def expected_jobs(self):
+        """Per volume: where its output, failure record, record and log are, its grid and
+        options (for the failure report, and the manifest: a deleted record is rebuilt).
+        """
+        return [
+            {
+                "input_path": str(path),
+                "output_path": str(self.output_file(key)),
+                "failure_path": self.failure_record(key),
+                "record_path": self.record(key),
+                "log": self.log("resample_volume", key),
+                "grid": self.grid["label"],
+                "options": self.options(key),
+            }
+            for key, path in self.dataset.volumes.items()
+        ]
 
 
-def failure_record_path(prefix):
-    return f"{OUTPUT_PATH}/records/failed/{prefix}.tsv"
+class Dataset:
+    """One dataset (a nii_folder and its output_path) and its targets, one per grid."""
+
+    def __init__(self, planned):
+        self.name, self.config = planned["name"], planned["config"]
+        self.volumes = planned["volumes"]
+        self.out = str(Path(self.config["output_path"]))
+        self.manifest = f"{self.out}/manifest.tsv"
+        self.targets = [Target(self, grid) for grid in planned["grids"]]
+        # Several grids: each .nii.gz is decoded once (rule decode_volume) for all of them.
+        self.decodes = len(self.targets) > 1 and any(map(self.is_gzip, self.volumes))
+
+    def rule(self, base):
+        return rule_name(base, self.name)
+
+    def is_gzip(self, key):
+        return self.volumes[key].name.endswith(".gz")
+
+    def decoded(self, key):
+        return f"{self.out}/.decoded/{key}.nii"
+
+    def released(self, key):
+        return f"{self.out}/.decoded/{key}.released"
+
+    def decoded_input(self, wildcards):
+        """The decoded copy, ancient(): once every grid of the volume is done it is emptied
+        (rule release_decoded) but kept, so that a grid changed later reruns alone (its
+        job then reads the input itself) instead of recreating the copy, which would make
+        Snakemake rerun every grid that reads it."""
+        key = volume_key(wildcards)
+        return (
+            ancient(self.decoded(key)) if self.is_gzip(key) else str(self.volumes[key])
+        )
+
+    def grid_outputs(self, wildcards):
+        key = volume_key(wildcards)
+        return [str(target.output_file(key)) for target in self.targets]
+
+    def releases(self):
+        return [self.released(key) for key in self.volumes if self.is_gzip(key)]
+
+    def input_volume_pattern(self):
+        """Each volume's input file (settings.discover_volumes: `<prefix>.nii.gz` or `.nii`).
+
+        A pattern when every input has the same suffix (the usual case), a look-up
+        otherwise: with 10,000 volumes every function a rule calls per job adds about half
+        a second to planning (docs/benchmarks.md).
+        """
+        suffixes = {
+            path.name[len(key.rpartition("/")[2]) :]
+            for key, path in self.volumes.items()
+        }
+        if len(suffixes) == 1:
+            key = self.targets[0].key
+            return str(Path(self.config["nii_folder"]) / f"{key}{suffixes.pop()}")
+        return lambda wildcards: str(self.volumes[volume_key(wildcards)])
+
+    def decode_input(self):
+        """The input of decode_volume, ancient(): a changed input must not rerun the decode
+        (Snakemake would then skip the grids' own check of the input, as they read the
+        ancient() copy); each grid's job sees the changed input itself (its `source`)
+        and reads it directly, since the copy is then older (nii_resample.jobs)."""
+        pattern = self.input_volume_pattern()
+        if isinstance(pattern, str):
+            return ancient(pattern)
+        return lambda wildcards: ancient(pattern(wildcards))
+
+    def decode_failures(self, wildcards):
+        """Each grid's failure record and output, for a gzip that cannot be decoded."""
+        key = volume_key(wildcards)
+        pairs = [(t.failure_record(key), str(t.output_file(key))) for t in self.targets]
+        return " ".join(
+            f"--failure-record {shlex.quote(rec)} {shlex.quote(out)}"
+            for rec, out in pairs
+        )
+
+    def outputs(self):
+        return [str(t.output_file(key)) for t in self.targets for key in self.volumes]
+
+    def expected_jobs(self):
+        return [job for target in self.targets for job in target.expected_jobs()]
 
 
-def log_path(rule_name, prefix):
-    return f"{OUTPUT_PATH}/logs/{rule_name}/{prefix}.log"
+def volume_key(wildcards):
+    """The volume's key in its dataset: its relative path without suffix."""
+    return wildcards.get("rel", "") + wildcards.prefix
 
 
-def input_volume_pattern():
-    """Each volume's input file (settings.discover_volumes: `<prefix>.nii.gz` or `.nii`).
+def target_size(path, options):
+    """The voxels a job writes: desired_volume, or from the header for desired_spacing."""
+    if options.get("desired_volume"):
+        return options["desired_volume"]
+    from nii_resample.grids import target_grid
+    from nii_resample.nifti import read_header
 
-    A pattern when every input has the same suffix (the usual case), a look-up otherwise:
-    with 10,000 volumes every function a rule calls per job adds about half a second to
-    planning (docs/benchmarks.md).
-    """
-    suffixes = {path.name[len(prefix) :] for prefix, path in VOLUMES.items()}
-    if len(suffixes) == 1:
-        return str(Path(config["nii_folder"]) / f"{{prefix}}{suffixes.pop()}")
-    return lambda wildcards: str(VOLUMES[wildcards.prefix])
+    try:
+        header = read_header(path)
+        shape = [int(n) for n in header.get_data_shape()[:3]] + [1, 1]
+        spacing = [float(z) for z in header.get_zooms()[:3]] + [1.0, 1.0]
+        return target_grid(shape[:3], spacing[:3], None, options["desired_spacing"])[0]
+    except Exception:
+        return [1, 1, 1]  # the job itself will say why the header is unreadable
+
+
+DATASETS = [Dataset(planned) for planned in PLAN]
+TARGETS = [target for dataset in DATASETS for target in dataset.targets]
 
 
 # The per-volume jobs run `python3 scripts/resample.py` (resample.smk): make that this
@@ -193,49 +369,18 @@ RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample.py")
 
 
 def get_final_output():
-    """The resampled volumes, the manifest and, with `qc: true`, the QC pictures (qc.smk)."""
-    volumes = [
-        str(resampled_path(OUTPUT_PATH, prefix, config["saving_mode"]))
-        for prefix in VOLUMES
-    ]
-    outputs = volumes + [f"{OUTPUT_PATH}/manifest.tsv"]
-    if config["qc"]:
-        outputs += [f"{OUTPUT_PATH}/qc/{prefix}.png" for prefix in VOLUMES]
-        outputs += [
-            f"{OUTPUT_PATH}/qc/dataset/overview.png",
-            f"{OUTPUT_PATH}/qc/dataset/manifest.html",
-        ]
+    """The resampled volumes, the manifests and, with `qc: true`, the QC pictures (qc.smk)."""
+    outputs = []
+    for dataset in DATASETS:
+        outputs += dataset.outputs() + [dataset.manifest]
+        if dataset.decodes:
+            outputs += dataset.releases()
+        if dataset.config["qc"]:
+            outputs += [
+                t.qc_png(key) for t in dataset.targets for key in dataset.volumes
+            ]
+            outputs += [
+                f"{dataset.out}/qc/dataset/overview.png",
+                f"{dataset.out}/qc/dataset/manifest.html",
+            ]
     return outputs
-
-
-def get_resample_arguments(wildcards):
-    """Options of the per-volume job, as its command-line words; a change in any of them
-    reruns the volume (Snakemake compares params)."""
-    keep_going_inside_cluster_groups()
-    return job_arguments(job_options(config, VOLUMES[wildcards.prefix].name))
-
-
-def estimate_mem_mb(wildcards, input, attempt):
-    """Memory request (MB) from the volume's header (nii_resample.resources: calibrated on
-    measured peaks of every path a volume can take); never raises (a raise aborts the run).
-    """
-    options = job_options(config, VOLUMES[wildcards.prefix].name)
-    return estimate_mem_mb_for_file(input.volume, DESIRED_VOLUME, options, attempt)
-
-
-def expected_jobs():
-    """Per volume: where its output, failure record, record and log are, and its options
-    (for the failure report, and the manifest: a record deleted by hand is rebuilt)."""
-    return [
-        {
-            "input_path": str(path),
-            "output_path": str(
-                resampled_path(OUTPUT_PATH, prefix, config["saving_mode"])
-            ),
-            "failure_path": failure_record_path(prefix),
-            "record_path": record_path(prefix),
-            "log": log_path("resample_volume", prefix),
-            "options": job_options(config, path.name),
-        }
-        for prefix, path in VOLUMES.items()
-    ]

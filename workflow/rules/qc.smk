@@ -6,65 +6,73 @@ submitted like the resample jobs (and can share their group: see workflow/profil
 
 from nii_resample.qc import report_labels
 
+for TARGET in TARGETS:
 
-rule qc_figure:
-    input:
-        volume=input_volume_pattern(),
-        resampled=resampled_volume_pattern(),
-    output:
-        png=report(
-            f"{OUTPUT_PATH}/qc/{{prefix}}.png",
-            caption="../report/qc_figure.rst",
-            category="Volumes",
-            labels=lambda wildcards: report_labels(
-                wildcards.prefix, record_path(wildcards.prefix)
+    rule:
+        name:
+            TARGET.rule("qc_figure")
+        input:
+            volume=TARGET.dataset.input_volume_pattern(),
+            resampled=TARGET.output_pattern(),
+        output:
+            png=report(
+                TARGET.qc_png(TARGET.key),
+                caption="../report/qc_figure.rst",
+                category="Volumes",
+                labels=lambda wildcards, target=TARGET: report_labels(
+                    volume_key(wildcards), target.record(volume_key(wildcards))
+                ),
             ),
-        ),
-    log:
-        log_path("qc_figure", "{prefix}"),
-    conda:
-        "../envs/resample.yaml"
-    params:
-        record=record_path("{prefix}"),
-    script:
-        "../../scripts/qc.py"
+        log:
+            TARGET.log("qc_figure", TARGET.key),
+        conda:
+            "../envs/resample.yaml"
+        params:
+            record=TARGET.record(TARGET.key),
+        script:
+            "../../scripts/qc.py"
 
 
-rule qc_overview:
-    input:
-        manifest=f"{OUTPUT_PATH}/manifest.tsv",
-    output:
-        png=report(
-            f"{OUTPUT_PATH}/qc/dataset/overview.png",
-            caption="../report/qc_overview.rst",
-            category="Dataset",
-            labels={"figure": "overview"},
-        ),
-    log:
-        f"{OUTPUT_PATH}/logs/qc_overview.log",
-    # runs in the snakemake process itself (cheap), never submitted to a cluster
-    localrule: True
-    conda:
-        "../envs/resample.yaml"
-    script:
-        "../../scripts/qc.py"
+for DATASET in DATASETS:
 
+    rule:
+        name:
+            DATASET.rule("qc_overview")
+        input:
+            manifest=DATASET.manifest,
+        output:
+            png=report(
+                f"{DATASET.out}/qc/dataset/overview.png",
+                caption="../report/qc_overview.rst",
+                category="Dataset",
+                labels={"figure": "overview"},
+            ),
+        log:
+            f"{DATASET.out}/logs/qc_overview.log",
+        # runs in the snakemake process itself (cheap), never submitted to a cluster
+        localrule: True
+        conda:
+            "../envs/resample.yaml"
+        script:
+            "../../scripts/qc.py"
 
-rule qc_manifest_table:
-    input:
-        manifest=f"{OUTPUT_PATH}/manifest.tsv",
-    output:
-        html=report(
-            f"{OUTPUT_PATH}/qc/dataset/manifest.html",
-            caption="../report/manifest_table.rst",
-            category="Dataset",
-            labels={"figure": "manifest"},
-        ),
-    log:
-        f"{OUTPUT_PATH}/logs/qc_manifest_table.log",
-    # runs in the snakemake process itself (cheap), never submitted to a cluster
-    localrule: True
-    conda:
-        "../envs/resample.yaml"
-    script:
-        "../../scripts/qc.py"
+    rule:
+        name:
+            DATASET.rule("qc_manifest_table")
+        input:
+            manifest=DATASET.manifest,
+        output:
+            html=report(
+                f"{DATASET.out}/qc/dataset/manifest.html",
+                caption="../report/manifest_table.rst",
+                category="Dataset",
+                labels={"figure": "manifest"},
+            ),
+        log:
+            f"{DATASET.out}/logs/qc_manifest_table.log",
+        # runs in the snakemake process itself (cheap), never submitted to a cluster
+        localrule: True
+        conda:
+            "../envs/resample.yaml"
+        script:
+            "../../scripts/qc.py"
