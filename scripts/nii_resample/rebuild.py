@@ -27,7 +27,13 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
     """
     from .grids import target_grid
-    from .volume import _size_text, _vector_text, decide_kind, intensity_range, nonfinite_count
+    from .volume import (
+        decide_kind,
+        geometry_columns,
+        intensity_range,
+        nonfinite_count,
+        range_columns,
+    )
 
     in_path, out_path = Path(in_path), Path(out_path)
     try:
@@ -45,9 +51,6 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     label_map, kind_reason = decide_kind(
         source, options.get("kind", "auto"), options.get("kind_reason", "")
     )
-    slope, inter = target.intensity_scaling
-    old = itk_geometry(source.affine)
-    new = itk_geometry(_expected_affine(source, target, steps))
     low, high = intensity_range(source.data)
     new_low, new_high = intensity_range(target.data)
     shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
@@ -63,19 +66,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "engine": options["engine"],
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
-        "pixel_type": str(source.data.dtype),
-        "original_size": _size_text(source.data.shape),
-        "original_spacing": _vector_text(old["spacing"]),
-        "original_origin": _vector_text(old["origin"]),
-        "direction": _vector_text(old["direction"].ravel()),
-        "header_geometry": source.header_geometry,
-        "new_size": _size_text(target.data.shape),
-        "new_spacing": _vector_text(new["spacing"]),
-        "new_origin": _vector_text(new["origin"]),
-        "min_before": float(low) * slope + inter,
-        "max_before": float(high) * slope + inter,
-        "min_after": float(new_low) * slope + inter,
-        "max_after": float(new_high) * slope + inter,
+        **geometry_columns(source, target.data.shape, _expected_affine(source, target, steps)),
+        **range_columns(target, (low, high), (new_low, new_high)),
         "nonfinite_in": nonfinite_count(source.data),
         "nonfinite_out": nonfinite_count(target.data),
         "seconds": "",

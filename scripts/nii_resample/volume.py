@@ -232,6 +232,34 @@ def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.nd
     return resampled
 
 
+def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
+    """The manifest's columns on the two grids (records.RECORD_COLUMNS), shared with the
+    records rebuilt from the files (nii_resample.rebuild)."""
+    old, new = itk_geometry(volume.affine), itk_geometry(new_affine)
+    return {
+        "pixel_type": str(volume.data.dtype),
+        "original_size": _size_text(volume.data.shape),
+        "original_spacing": _vector_text(old["spacing"]),
+        "original_origin": _vector_text(old["origin"]),
+        "direction": _vector_text(old["direction"].ravel()),
+        "header_geometry": volume.header_geometry,
+        "new_size": _size_text(new_shape),
+        "new_spacing": _vector_text(new["spacing"]),
+        "new_origin": _vector_text(new["origin"]),
+    }
+
+
+def range_columns(volume: Volume, before, after) -> dict:
+    """min/max before and after as physical values (the input's scaling applied)."""
+    slope, inter = volume.intensity_scaling
+    return {
+        "min_before": float(before[0]) * slope + inter,
+        "max_before": float(before[1]) * slope + inter,
+        "min_after": float(after[0]) * slope + inter,
+        "max_after": float(after[1]) * slope + inter,
+    }
+
+
 def resample_volume(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -313,9 +341,7 @@ def resample_volume(
     new_affine = resampled_affine(
         volume.affine, volume.spatial_shape, desired_volume, options["steps"]
     )
-    slope, inter = volume.intensity_scaling
     new_low, new_high = intensity_range(resampled)
-    old_geometry, new_geometry = itk_geometry(volume.affine), itk_geometry(new_affine)
     ratios = size_ratios(volume.spatial_shape, desired_volume, options["steps"])
     downsampling = bool(np.any(ratios > 1.0))
     row = {
@@ -328,19 +354,8 @@ def resample_volume(
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
-        "pixel_type": str(volume.data.dtype),
-        "original_size": _size_text(volume.data.shape),
-        "original_spacing": _vector_text(old_geometry["spacing"]),
-        "original_origin": _vector_text(old_geometry["origin"]),
-        "direction": _vector_text(old_geometry["direction"].ravel()),
-        "header_geometry": volume.header_geometry,
-        "new_size": _size_text(resampled.shape),
-        "new_spacing": _vector_text(new_geometry["spacing"]),
-        "new_origin": _vector_text(new_geometry["origin"]),
-        "min_before": float(stored_low) * slope + inter,
-        "max_before": float(stored_high) * slope + inter,
-        "min_after": float(new_low) * slope + inter,
-        "max_after": float(new_high) * slope + inter,
+        **geometry_columns(volume, resampled.shape, new_affine),
+        **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_count(resampled),
         "seconds": None,  # at the end of the write, below
