@@ -41,7 +41,8 @@ try:
     PLAN = plan_run(config)
 except (ConfigError, InputFolderError) as problem:
     raise WorkflowError(f"Invalid configuration: {problem}.") from None
-validate(config, schema=str(SCHEMA_PATH))  # the package's schema: one definition of every key
+# The package's schema: the one definition of every key (options.py derives the rest).
+validate(config, schema=str(SCHEMA_PATH))
 
 # Running again after a kill -9 just resumes: outputs are written atomically (temporary
 # name + rename), so a stale lock never guards a corrupt file. Only locks proven stale are
