@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from support import REPO
-from nii_resample import command, options
+from nii_resample import api, command
 from nii_resample.__main__ import build_parser
-from nii_resample.api import API_OPTIONS, NOT_IN_API, resampling_dataset
+from nii_resample.api import resampling_dataset
 
 SCHEMA_FILE = REPO / "scripts" / "nii_resample" / "config.schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -28,19 +28,10 @@ def _scripts_env(scripts) -> dict:
     return {**os.environ, "PYTHONPATH": str(scripts)}
 
 
-def test_defaults_and_choices_are_the_schemas():
-    from nii_resample import settings
-
-    assert settings.DEFAULTS == SCHEMA_DEFAULTS
-    assert settings.ENGINES == tuple(PROPERTIES["engine"]["enum"])
-    assert settings.SAVING_MODES == tuple(PROPERTIES["saving_mode"]["enum"])
-    # Every key has a title (the flags' help) and a description (config/README.md).
-    assert all(spec.get("title") and spec.get("description") for spec in PROPERTIES.values())
-
-
 def test_every_schema_key_is_an_api_parameter_with_the_schemas_default():
     """Except the keys NOT_IN_API lists, each with its reason."""
     parameters = inspect.signature(resampling_dataset).parameters
+    NOT_IN_API = api.NOT_IN_API
     assert all(reason for reason in NOT_IN_API.values())
     assert set(NOT_IN_API) <= set(PROPERTIES)
     for key, spec in PROPERTIES.items():
@@ -54,23 +45,23 @@ def test_every_schema_key_is_an_api_parameter_with_the_schemas_default():
             assert shown == spec["default"], f"{key}: API default {default!r}, schema {spec['default']!r}"
         else:  # folders are required, the grid keys None unless given
             assert default in (inspect.Parameter.empty, None), key
-    assert set(API_OPTIONS) == set(SCHEMA_DEFAULTS) - set(NOT_IN_API)
+    assert set(api.API_OPTIONS) == set(SCHEMA_DEFAULTS) - set(NOT_IN_API)
 
 
 def test_api_docstring_lists_every_option_with_its_title():
     doc = " ".join(resampling_dataset.__doc__.split())
-    for key in API_OPTIONS:
+    for key in set(SCHEMA_DEFAULTS) - {"qc"}:
         title = " ".join(PROPERTIES[key]["title"].split())
         assert f"{key}: {title} Default {SCHEMA_DEFAULTS[key]!r}." in doc, key
 
 
-def test_command_line_flags_follow_the_schema():
+def test_command_line_flags_follow_the_schema_and_reach_the_volumes(tmp_path, make_dataset):
     parser = build_parser()
     actions = {action.dest: [] for action in parser._actions}
     for action in parser._actions:
         actions[action.dest].append(action)
     defaults = vars(parser.parse_args(["in", "out", "8", "8", "8"]))
-    for key in API_OPTIONS:
+    for key in set(SCHEMA_DEFAULTS) - {"qc"}:
         spec, flag = PROPERTIES[key], "--" + key.replace("_", "-")
         flags = [name for action in actions[key] for name in action.option_strings]
         assert defaults[key] == SCHEMA_DEFAULTS[key], key
@@ -85,17 +76,14 @@ def test_command_line_flags_follow_the_schema():
             assert list(action.choices or []) == spec.get("enum", []), key
     # The special ones are kept as they were.
     assert {"--grid", "--desired-spacing", "--cores", "--no-progress"} <= set(parser._option_string_actions)
-
-
-def test_command_line_options_reach_the_volumes(tmp_path, make_dataset):
-    """Generated flags are wired: the CLI's volumes equal the API's with the same options."""
+    # Wired: the command line's volumes equal the API's with the same options.
     folder, inputs = make_dataset()
-    flags = ["--engine", "itk", "--no-antialias", "--compression-level", "9",
+    words = ["--engine", "itk", "--no-antialias", "--compression-level", "9",
              "--interpolation", "linear", "--images", "mri*", "--no-detect-label-maps",
              "--saving-mode", "folder", "--cores", "1"]
     result = subprocess.run(
         [sys.executable, "-m", "nii_resample", str(folder), str(tmp_path / "cli"), "9", "8", "7",
-         *flags], capture_output=True, text=True, env=_scripts_env(REPO / "scripts"))
+         *words], capture_output=True, text=True, env=_scripts_env(REPO / "scripts"))
     assert result.returncode == 0, result.stderr
     resampling_dataset(folder, tmp_path / "api", (9, 8, 7), "folder", engine="itk",
                        antialias=False, compression_level=9, interpolation="linear",
@@ -109,16 +97,13 @@ def test_command_line_options_reach_the_volumes(tmp_path, make_dataset):
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes()
 
 
-def test_job_parser_defaults_are_the_schemas():
-    parsed = vars(command.build_parser().parse_args(["in.nii.gz", "out.nii.gz", "8", "8", "8"]))
-    for key in ("engine", "interpolation", "antialias", "label_interpolation", "compression_level"):
-        assert parsed[key] == SCHEMA_DEFAULTS[key], key
-    assert parsed["threads"] == SCHEMA_DEFAULTS["threads_per_job"]
-
-
 def test_config_readme_table_is_the_generated_one():
     """Rerun `python -m nii_resample.options --config-readme config/README.md` after editing
     the schema."""
+    from nii_resample import options
+
+    # Every key has a title (the flags' help) and a description (the table).
+    assert all(spec.get("title") and spec.get("description") for spec in PROPERTIES.values())
     text = (REPO / "config" / "README.md").read_text()
     assert options.config_readme_table() in text
     assert options.replace_table(text) == text
@@ -127,6 +112,8 @@ def test_config_readme_table_is_the_generated_one():
 
 
 def test_config_readme_command_prints_and_rewrites_only_the_table(tmp_path):
+    from nii_resample import options
+
     readme = (REPO / "config" / "README.md").read_text()
     stale = tmp_path / "README.md"
     stale.write_text(readme.replace("| `debug` | boolean", "| `debug` | old words"))
