@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 # Package data (pyproject.toml), so that an installed package finds it too.
@@ -116,6 +115,8 @@ def replace_table(text: str) -> str:
 def options_doc(keys) -> str:
     """The API docstring's option list: each key's title and default, indented as a
     docstring's body."""
+    import textwrap  # only the API needs it: the jobs import this module too
+
     items = [f"{key}: {PROPERTIES[key]['title']} Default {DEFAULTS[key]!r}." for key in keys]
     return "".join(
         textwrap.fill(item, 92, initial_indent="    ", subsequent_indent="        ") + "\n"
