@@ -1,5 +1,6 @@
 """Configuration problems stop the run before any job, with one sentence naming the problem."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_bad_desired_volume_is_rejected(value):
 
 
 def test_schema_defaults_match_the_code():
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = json.loads((REPO / "scripts/nii_resample/config.schema.json").read_text())
     schema_defaults = {
         key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec
     }

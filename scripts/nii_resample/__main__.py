@@ -8,9 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .api import ResamplingFailed, resampling_dataset
+from .api import API_OPTIONS, ResamplingFailed, resampling_dataset
 from .command import add_desired_spacing, add_desired_volume, positive_int, wants_voxel_size
-from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, LABEL_INTERPOLATIONS, SAVING_MODES
+from .options import add_option_flags
 
 
 def _program_name() -> str:
@@ -57,26 +57,9 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
                         metavar="NAME=SIZE",
                         help="a named grid instead of X Y Z, repeatable: NAME=XxYxZ voxels or "
                         "NAME=SX,SY,SZmm; each goes to OUTPUT_PATH/NAME/")
-    parser.add_argument("--recursive", action="store_true",
-                        help="also the volumes in sub-folders, keeping their relative folder")
-    parser.add_argument("--saving-mode", choices=SAVING_MODES, default=DEFAULTS["saving_mode"])
+    add_option_flags(parser, API_OPTIONS)  # the plain options, from the config schema
     parser.add_argument("--cores", type=positive_int, default=None,
                         help="parallel volumes (default: all)")
-    parser.add_argument("--debug", action="store_true", help="print a summary at the end")
-    parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS["engine"])
-    parser.add_argument("--interpolation", choices=INTERPOLATIONS, default=DEFAULTS["interpolation"])
-    parser.add_argument("--no-antialias", dest="antialias", action="store_false",
-                        help="no Gaussian prefilter before downsampling")
-    parser.add_argument("--label-maps", nargs="*", default=DEFAULTS["label_maps"], metavar="GLOB",
-                        help='file-name patterns of label maps, e.g. "*_seg.nii.gz"')
-    parser.add_argument("--images", nargs="*", default=DEFAULTS["images"], metavar="GLOB",
-                        help='file-name patterns of volumes always treated as images')
-    parser.add_argument("--no-detect-label-maps", dest="detect_label_maps", action="store_false",
-                        help="label maps only by --label-maps, not by header or content")
-    parser.add_argument("--label-interpolation", choices=LABEL_INTERPOLATIONS,
-                        default=DEFAULTS["label_interpolation"])
-    parser.add_argument("--compression-level", type=int, default=DEFAULTS["compression_level"])
-    parser.add_argument("--threads-per-job", type=int, default=DEFAULTS["threads_per_job"])
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                         default=None, help="no progress bar (it only shows on a terminal anyway)")
     return parser
@@ -93,21 +76,10 @@ def main(argv=None) -> int:
             args.nii_folder,
             args.output_path,
             args.desired_volume,
-            args.saving_mode,
-            args.debug,
             desired_spacing=args.desired_spacing,
             grids=dict(args.grids) if args.grids else None,
-            recursive=args.recursive,
             cores=args.cores,
-            engine=args.engine,
-            interpolation=args.interpolation,
-            antialias=args.antialias,
-            label_maps=args.label_maps,
-            images=args.images,
-            detect_label_maps=args.detect_label_maps,
-            label_interpolation=args.label_interpolation,
-            compression_level=args.compression_level,
-            threads_per_job=args.threads_per_job,
+            **{key: getattr(args, key) for key in API_OPTIONS},
             progress=args.progress,
         )
     except (ValueError, FileNotFoundError) as error:

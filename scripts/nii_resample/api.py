@@ -22,8 +22,18 @@ from pathlib import Path
 from .records import write_failures_report, write_manifest
 from .nifti import remove_stale_partials
 from .plan import output_file, plan_run
+from .options import DEFAULTS, options_doc
 from .settings import job_options, normalise_config
 from .worker import failed_row
+
+# Config keys that are not options of the API, and why. Every other key is a parameter of
+# resampling_dataset with the schema's default (tests/test_options.py checks it).
+NOT_IN_API = {
+    "qc": "QC pictures and the report are the workflow's (snakemake --report)",
+    "datasets": "one call resamples one folder: call resampling_dataset once per dataset",
+}
+# The plain options (those with a default), passed on to the config as they are.
+API_OPTIONS = tuple(key for key in DEFAULTS if key not in NOT_IN_API)
 
 
 class ResamplingFailed(RuntimeError):
@@ -204,25 +214,16 @@ def resampling_dataset(
     folder or one without volumes, ValueError for a bad `desired_volume`, `saving_mode` or
     option, and ResamplingFailed (after all other volumes are done) if some volumes fail.
     `cores` defaults to all CPUs; `progress` None shows a bar only on a terminal.
+
+    The options that are config keys (config/README.md; from the config schema):
     """
+    given = locals()
     config = normalise_config(
         {
             "nii_folder": os.fspath(nii_folder),
             "output_path": os.fspath(output_path),
             **_grid_keys(desired_volume, desired_spacing, grids),
-            "recursive": recursive,
-            "saving_mode": saving_mode,
-            "debug": debug,
-            "qc": False,  # QC pictures are the workflow's (snakemake --report)
-            "engine": engine,
-            "interpolation": interpolation,
-            "antialias": antialias,
-            "label_maps": list(label_maps),
-            "images": list(images),
-            "detect_label_maps": detect_label_maps,
-            "label_interpolation": label_interpolation,
-            "compression_level": compression_level,
-            "threads_per_job": threads_per_job,
+            **{key: given[key] for key in API_OPTIONS},
         }
     )
     [dataset] = plan_run(config)
@@ -261,3 +262,7 @@ def resampling_dataset(
     if failures:
         raise ResamplingFailed(failures, written)
     return written
+
+
+if resampling_dataset.__doc__:  # None under python -OO
+    resampling_dataset.__doc__ = resampling_dataset.__doc__.rstrip(" ") + options_doc(API_OPTIONS)

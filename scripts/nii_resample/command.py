@@ -1,5 +1,7 @@
 """The per-volume job's command line (the resample rule's shell command runs
 scripts/resample.py): its parser, the words for a volume's options, and the interpreter.
+Its flags are the job's own (hand-written); their defaults and choices come from the config
+schema (options.py), as everywhere.
 
 Kept free of the numerical modules: the workflow imports it while Snakemake starts.
 """
@@ -12,7 +14,8 @@ import re
 import shlex
 from pathlib import Path
 
-from .settings import DEFAULTS, ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS
+from .options import DEFAULTS, PROPERTIES
+from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS
 
 
 def positive_int(text: str) -> int:
@@ -97,11 +100,12 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
         choices=LABEL_INTERPOLATIONS,
         default=DEFAULTS["label_interpolation"],
     )
+    level = PROPERTIES["compression_level"]
     parser.add_argument(
         "--compression-level",
         type=int,
         default=DEFAULTS["compression_level"],
-        choices=range(1, 10),
+        choices=range(level["minimum"], level["maximum"] + 1),
     )
     parser.add_argument("--threads", type=int, default=DEFAULTS["threads_per_job"])
     job = parser.add_argument_group(

@@ -12,11 +12,12 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
+from .options import DEFAULTS, PROPERTIES, choices
 
-SAVING_MODES = ("case", "folder")
-ENGINES = ("fast", "itk")
-INTERPOLATIONS = ("bspline", "linear", "nearest")
-LABEL_INTERPOLATIONS = ("linear_argmax", "nearest")
+SAVING_MODES = choices("saving_mode")
+ENGINES = choices("engine")
+INTERPOLATIONS = choices("interpolation")
+LABEL_INTERPOLATIONS = choices("label_interpolation")
 # What a volume is: forced by a file-name pattern, or decided from its header and content.
 KINDS = ("auto", "label_map", "image")
 # Input volumes: gzipped or plain NIfTI-1/-2 (outputs are always .nii.gz).
@@ -28,25 +29,7 @@ REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
 # desired_spacing or grids then overrides the shipped desired_volume: after Snakemake's
 # merge, which layer set which key cannot be told).
 GRID_KEYS = ("grids", "desired_spacing", "desired_volume")
-# Several datasets, volumes in sub-folders.
-RUN_KEYS = ("desired_spacing", "grids", "datasets", "recursive")
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-# Mirrors the defaults in workflow/schemas/config.schema.yaml (a test keeps them in step).
-DEFAULTS = {
-    "saving_mode": "case",
-    "debug": False,
-    "qc": False,
-    "engine": "fast",
-    "interpolation": "bspline",
-    "antialias": True,
-    "label_maps": [],
-    "images": [],
-    "detect_label_maps": True,
-    "label_interpolation": "linear_argmax",
-    "compression_level": 1,
-    "threads_per_job": 1,
-    "recursive": False,
-}
 
 
 def as_typed(value) -> str:
@@ -129,12 +112,13 @@ def _parse_bool(key: str, value) -> bool:
     raise ConfigError(f"{key} must be true or false, got {value!r}")
 
 
-def _parse_int(key: str, value, low: int, high: int | None = None) -> int:
+def _parse_int(key: str, value, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not re.fullmatch(r"\s*[+-]?\d+\s*", str(value)):
         raise ConfigError(f"{key} must be a whole number, got {value!r}")
     number = int(str(value))
-    if number < low or (high is not None and number > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if None not in (low, high) else (
+            f"at least {low}" if low is not None else f"at most {high}")
         raise ConfigError(f"{key} must be {bounds}, got {number}")
     return number
 
@@ -181,7 +165,23 @@ def volume_kind(config: dict, file_name: str) -> tuple[str, str]:
 
 
 def _known_keys() -> tuple:
-    return REQUIRED_KEYS + tuple(key for key in DEFAULTS if key != "recursive") + RUN_KEYS
+    return tuple(PROPERTIES)
+
+
+def parse_option(key: str, value):
+    """A plain option (one with a default) checked, and coerced from the string `--config`
+    hands over, by its schema entry: boolean, enum, integer bounds, list of patterns."""
+    spec = PROPERTIES[key]
+    if spec["type"] == "boolean":
+        return _parse_bool(key, value)
+    if "enum" in spec:
+        return parse_choice(key, value, spec["enum"])
+    if spec["type"] == "integer":
+        return _parse_int(key, value, spec.get("minimum"), spec.get("maximum"))
+    if spec["type"] == "array":
+        return _parse_patterns(key, value)
+    # A new kind of option needs its check here: never pass a value through unchecked.
+    raise NotImplementedError(f"{key}: no check for schema type {spec['type']!r}")
 
 
 def normalise_config(config: dict, where: str = "") -> dict:
@@ -214,23 +214,8 @@ def normalise_config(config: dict, where: str = "") -> dict:
         checked["desired_spacing"] = parse_desired_spacing(checked["desired_spacing"])
     if "grids" in given:
         checked["grids"] = parse_grids(checked["grids"], where)
-    checked["saving_mode"] = parse_choice("saving_mode", checked["saving_mode"], SAVING_MODES)
-    checked["engine"] = parse_choice("engine", checked["engine"], ENGINES)
-    checked["interpolation"] = parse_choice(
-        "interpolation", checked["interpolation"], INTERPOLATIONS
-    )
-    checked["label_interpolation"] = parse_choice(
-        "label_interpolation", checked["label_interpolation"], LABEL_INTERPOLATIONS
-    )
-    checked["label_maps"] = _parse_patterns("label_maps", checked["label_maps"])
-    checked["images"] = _parse_patterns("images", checked["images"])
-    checked["detect_label_maps"] = _parse_bool("detect_label_maps", checked["detect_label_maps"])
-    checked["antialias"] = _parse_bool("antialias", checked["antialias"])
-    checked["debug"] = _parse_bool("debug", checked["debug"])
-    checked["qc"] = _parse_bool("qc", checked["qc"])
-    checked["recursive"] = _parse_bool("recursive", checked["recursive"])
-    checked["compression_level"] = _parse_int("compression_level", checked["compression_level"], 1, 9)
-    checked["threads_per_job"] = _parse_int("threads_per_job", checked["threads_per_job"], 1)
+    for key in DEFAULTS:
+        checked[key] = parse_option(key, checked[key])
     if "datasets" in given:
         checked["datasets"] = normalise_datasets(checked, given["datasets"])
     return checked

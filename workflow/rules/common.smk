@@ -27,6 +27,7 @@ from nii_resample.resume import (
     release_claims,
     release_stale_locks,
 )
+from nii_resample.options import SCHEMA_PATH
 from nii_resample.plan import output_file, plan_run
 from nii_resample.settings import (
     job_options,
@@ -40,7 +41,8 @@ try:
     PLAN = plan_run(config)
 except (ConfigError, InputFolderError) as problem:
     raise WorkflowError(f"Invalid configuration: {problem}.") from None
-validate(config, schema="../schemas/config.schema.yaml")
+# The package's schema: the one definition of every key (options.py derives the rest).
+validate(config, schema=str(SCHEMA_PATH))
 
 # Running again after a kill -9 just resumes: outputs are written atomically (temporary
 # name + rename), so a stale lock never guards a corrupt file. Only locks proven stale are

@@ -29,9 +29,9 @@ reproducible for a given numpy/scipy/nibabel stack.  See
 
 Usage::
 
-    python scripts/make_demo_data.py workflow/resources/demo
-    python scripts/make_demo_data.py OUT --nilearn-data-dir /path/to/nilearn/datasets/data
-    python scripts/make_demo_data.py OUT --synthetic-only   # CT + seg only, no real data
+    python docs/tools/make_demo_data.py workflow/resources/demo
+    python docs/tools/make_demo_data.py OUT --nilearn-data-dir /path/to/nilearn/datasets/data
+    python docs/tools/make_demo_data.py OUT --synthetic-only   # CT + seg only, no real data
 
 The real template files are taken from an installed ``nilearn`` if its copies
 have the pinned checksums, otherwise from ``nilearn==0.14.1`` fetched with

@@ -4,7 +4,7 @@ Prints the Markdown table of docs/label_detection.md: shape, type, distinct valu
 share, truth and decision for each volume. The packages are not requirements of this project;
 install them in a throw-away venv and pass its site-packages folder:
     python -m venv /tmp/v && /tmp/v/bin/pip install nilearn==0.14.1 dipy==1.12.1
-    python scripts/measure_label_detection.py /tmp/v/lib/python3.11/site-packages
+    python docs/tools/measure_label_detection.py /tmp/v/lib/python3.11/site-packages
 """
 
 import sys
@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 from scipy.spatial import cKDTree
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # docs/tools/ -> repository
 sys.path.insert(0, str(REPO / "scripts"))
 from nii_resample import labels  # noqa: E402
 

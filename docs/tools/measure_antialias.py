@@ -3,7 +3,7 @@
 Each demo volume is cropped to a multiple of f on every axis, the ground truth is its f x f x f
 block mean, and the volume is resampled to the block grid (cubic B-spline) after a Gaussian
 prefilter of each sigma. Prints a Markdown table of RMSEs (docs/antialiasing.md records it).
-Usage: python scripts/measure_antialias.py [folder]  (default: workflow/resources/demo)
+Usage: python docs/tools/measure_antialias.py [folder]  (default: workflow/resources/demo)
 """
 
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))  # docs/tools/ -> the package
 from nii_resample.antialias import gaussian_blur  # noqa: E402
 from nii_resample.engine import resample_array  # noqa: E402
 
