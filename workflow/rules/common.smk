@@ -4,6 +4,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -28,6 +29,7 @@ from nii_resample.resume import (
     release_stale_locks,
 )
 from nii_resample.plan import output_file, plan_run
+from nii_resample.processes import this_process
 from nii_resample.settings import (
     job_options,
     normalise_config,
@@ -365,7 +367,26 @@ TARGETS = [target for dataset in DATASETS for target in dataset.targets]
 # interpreter, with its packages, even when its venv is not activated (as Snakemake does for
 # `script:`). With --use-conda the job activates its environment, whose python3 comes first.
 put_python_first_on_path(sys.executable)
-RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample.py")
+RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample_job.py")
+
+
+def name_resident_worker():
+    """Let the resample jobs of this Snakemake (the run's, or the inner one of a cluster
+    job: never shared across nodes) use one resident worker (nii_resample.resident): its
+    folder and owner go to the jobs through the environment, not the command line, which
+    must not change between runs (Snakemake would rerun every job). NII_RESAMPLE_WORKER=0
+    turns it off: each job then runs in-process, as scripts/resample.py."""
+    for name in ("NII_RESAMPLE_WORKER_DIR", "NII_RESAMPLE_WORKER_OWNER"):
+        os.environ.pop(name, None)  # an outer run's (a cluster job inherits it)
+    if os.environ.get("NII_RESAMPLE_WORKER", "1") == "0":
+        return
+    me = this_process()
+    folder = f"nii-resample-{os.getuid()}/{me['host']}-{me['pid']}-{me['start']}"
+    os.environ["NII_RESAMPLE_WORKER_DIR"] = str(Path(tempfile.gettempdir()) / folder)
+    os.environ["NII_RESAMPLE_WORKER_OWNER"] = f"{me['pid']} {me['start']}"
+
+
+name_resident_worker()
 
 
 def get_final_output():
