@@ -16,10 +16,10 @@ It also measures the read+write floor (read each input and write an output-sized
 without resampling, with the workflow's NIfTI I/O at its default gzip level and with
 SimpleITK at its own level) and the output sizes on disk.
 
-    python scripts/benchmark.py --quick                  # smoke run, small volumes, < 1 min
-    python scripts/benchmark.py --out results.json       # full run (several minutes)
-    python scripts/benchmark.py --data /data/ct          # your own folder of .nii.gz
-    python scripts/benchmark.py --nidataset-python /tmp/venv-nid/bin/python
+    python docs/tools/benchmark.py --quick                  # smoke run, small volumes, < 1 min
+    python docs/tools/benchmark.py --out results.json       # full run (several minutes)
+    python docs/tools/benchmark.py --data /data/ct          # your own folder of .nii.gz
+    python docs/tools/benchmark.py --nidataset-python /tmp/venv-nid/bin/python
 
 nidataset (requirements-bench.txt) is run with `--nidataset-python` (default: this
 interpreter); `--skip-nidataset` measures the workflow alone. Only the standard library,
@@ -45,7 +45,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # docs/tools/ -> repository
 SNAKEFILE = REPO / "Snakefile"
 SCRIPTS = REPO / "scripts"
 
