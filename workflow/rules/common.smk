@@ -81,8 +81,32 @@ def final_targets(wildcards):
                 "An earlier run was killed: removed its stale lock; resuming."
             )
     LOCKS_BEFORE = lock_files(Path(".snakemake"))
+    schedule_linearly_locally()
     refuse_outdated_report()
     return get_final_output()
+
+
+def schedule_linearly_locally():
+    """Without a cluster, keep Snakemake's cost per job flat however many volumes wait
+    (docs/benchmarks.md, "Start-up per job"). Each scheduling round stats the input of every
+    waiting job: consider 100 of them per round (the volumes are independent; not with
+    several grids, whose decode-then-resample order needs every priority seen). And lift
+    the default limit of 100 job starts per second: it protects a cluster's scheduler, and
+    locally adds a round per second per round before it (and ~1 s at the end). A value
+    given on the command line is kept. Called once the settings exist (final_targets)."""
+    settings, plugin = workflow.scheduling_settings, workflow.executor_plugin
+    if (
+        settings is None
+        or workflow.remote_exec
+        or plugin is None
+        or not plugin.common_settings.local_exec
+    ):
+        return
+    if settings.subsample is None and not any(d.decodes for d in DATASETS):
+        settings.subsample = 100
+    limit = settings.max_jobs_per_timespan
+    if limit is not None and (limit.max_jobs, limit.timespan) == (100, 1):  # the default
+        settings.max_jobs_per_timespan = None
 
 
 def creates_report():
