@@ -93,7 +93,8 @@ def schedule_linearly_locally():
     several grids, whose decode-then-resample order needs every priority seen). And lift
     the default limit of 100 job starts per second: it protects a cluster's scheduler, and
     locally adds a round per second per round before it (and ~1 s at the end). A value
-    given on the command line is kept. Called once the settings exist (final_targets)."""
+    given on the command line is kept. Called once the settings exist (final_targets).
+    """
     settings, plugin = workflow.scheduling_settings, workflow.executor_plugin
     if (
         settings is None
@@ -105,7 +106,8 @@ def schedule_linearly_locally():
     if settings.subsample is None and not any(d.decodes for d in DATASETS):
         settings.subsample = 100
     limit = settings.max_jobs_per_timespan
-    if limit is not None and (limit.max_jobs, limit.timespan) == (100, 1):  # the default
+    # Snakemake's default, "100/1s":
+    if limit is not None and limit.max_jobs == 100 and limit.timespan == 1:
         settings.max_jobs_per_timespan = None
 
 
@@ -406,8 +408,10 @@ def name_resident_worker():
         return
     me = this_process()
     folder = f"nii-resample-{os.getuid()}/{me['host']}-{me['pid']}-{me['start']}"
-    os.environ["NII_RESAMPLE_WORKER_DIR"] = str(Path(tempfile.gettempdir()) / folder)
-    os.environ["NII_RESAMPLE_WORKER_OWNER"] = f"{me['pid']} {me['start']}"
+    os.environ.update(
+        NII_RESAMPLE_WORKER_DIR=str(Path(tempfile.gettempdir()) / folder),
+        NII_RESAMPLE_WORKER_OWNER=f"{me['pid']} {me['start']}",
+    )
 
 
 name_resident_worker()
