@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .processes import pid_is_gone
 
-IDLE_SECONDS = 10.0
+IDLE_SECONDS = 120.0  # a safety net: the run's end is seen through its owner
 TICK_SECONDS = 0.25
 PR_SET_PDEATHSIG = 1
 
