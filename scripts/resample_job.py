@@ -40,7 +40,7 @@ def in_process(note=None):
 def worker_paths(folder):
     """Socket and start lock of this interpreter's worker: one worker per run, node and
     python (with --use-conda, each environment's python3 gets its own)."""
-    key = format(zlib.crc32(os.path.realpath(sys.executable).encode()), "08x")
+    key = format(zlib.crc32(os.fsencode(sys.executable)), "08x")  # a venv's own path
     return os.path.join(folder, f"{key}.sock"), os.path.join(folder, f"{key}.start")
 
 
