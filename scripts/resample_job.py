@@ -4,7 +4,7 @@
 
 A new interpreter that imports numpy, nibabel and the package costs ~0.2 s of CPU per job,
 far more than a small volume's work. This client imports only C modules of the
-standard library (_socket, zlib, fcntl: `socket` and `json` alone would double its 12 ms;
+standard library (_socket, zlib, fcntl: `socket` and `json` alone would double its ~13 ms;
 -S skips site-packages): it hands its arguments, working folder,
 environment and its stdin/stdout/stderr to the run's resident worker
 (nii_resample.resident), which has imported everything once and forks one child per job;
@@ -128,7 +128,10 @@ def main():
     folder = os.environ.get("NII_RESAMPLE_WORKER_DIR")
     if not folder:
         in_process()
-    client = worker_connection(folder)
+    try:
+        client = worker_connection(folder)
+    except OSError:  # e.g. a temporary folder that cannot be written
+        client = None
     if client is None:
         in_process()
     try:

@@ -107,6 +107,14 @@ def run_child(request: dict, fds: list[int], libc) -> None:
         os._exit(status)
 
 
+def received(conn: socket.socket) -> bool:
+    """Whether a job's connection is still open (its client sends nothing after the job)."""
+    try:
+        return bool(conn.recv(1))
+    except OSError:
+        return False
+
+
 class Worker:
     """The accept / fork / reap loop (single-threaded: forking a threaded process is unsafe)."""
 
@@ -133,7 +141,7 @@ class Worker:
         conn, _ = self.listener.accept()
         try:
             request, fds = read_request(conn)
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):  # not a job: drop it, serve the others
             conn.close()
             return
         sys.stdout.flush()
@@ -205,9 +213,8 @@ class Worker:
                     self.accept()
                 elif key.data == "child":
                     self.reap()
-                elif key.data in self.children:
-                    if not key.fileobj.recv(1):
-                        self.client_left(key.data)
+                elif key.data in self.children and not received(key.fileobj):
+                    self.client_left(key.data)
             if self.children:
                 idle_since = time.monotonic()
             if not self.listening():
