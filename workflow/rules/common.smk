@@ -3,8 +3,10 @@
 import os
 import re
 import shlex
+import shutil
 import sys
 import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -29,7 +31,7 @@ from nii_resample.resume import (
     release_stale_locks,
 )
 from nii_resample.plan import output_file, plan_run
-from nii_resample.processes import this_process
+from nii_resample.processes import pid_is_gone, this_process
 from nii_resample.settings import (
     job_options,
     normalise_config,
@@ -407,11 +409,21 @@ def name_resident_worker():
     if os.environ.get("NII_RESAMPLE_WORKER", "1") == "0":
         return
     me = this_process()
-    folder = f"nii-resample-{os.getuid()}/{me['host']}-{me['pid']}-{me['start']}"
+    runs = Path(tempfile.gettempdir()) / f"nii-resample-{os.getuid()}"
+    remove_ended_runs_folders(runs, me["host"])
     os.environ.update(
-        NII_RESAMPLE_WORKER_DIR=str(Path(tempfile.gettempdir()) / folder),
+        NII_RESAMPLE_WORKER_DIR=str(runs / f"{me['host']}-{me['pid']}-{me['start']}"),
         NII_RESAMPLE_WORKER_OWNER=f"{me['pid']} {me['start']}",
     )
+
+
+def remove_ended_runs_folders(runs, host):
+    """The worker folders of this host's runs that have ended (a worker that stopped while
+    its run went on leaves its folder: its run may start another one)."""
+    for folder in runs.glob(f"{glob_escape(host)}-*-*"):
+        pid, start = folder.name[len(host) + 1 :].split("-", 1)
+        if pid.isdigit() and pid_is_gone(int(pid), start):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 name_resident_worker()
