@@ -153,13 +153,24 @@ def workflow_env() -> dict:
 # from: children of this (large, after generating the dataset) process would all report at
 # least its size. So each measured command is started by this small launcher, and its
 # figures are the launcher's wait4() of the command.
+# The launcher is a child subreaper: the workflow's resident worker (nii_resample.resident)
+# detaches from the job that started it, and would otherwise escape the CPU count; it is
+# waited for (it ends within a second of its run) and counted with everything else.
 LAUNCHER = """
-import json, os, subprocess, sys
+import ctypes, json, os, resource, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
 child = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(child.pid, 0)
-with open(sys.argv[1], "w") as report:
-    json.dump({"status": status, "cpu_s": usage.ru_utime + usage.ru_stime,
-               "maxrss_kb": usage.ru_maxrss}, report)
+_, status, _ = os.wait4(child.pid, 0)
+report = {"status": status, "wall_end": __import__("time").perf_counter()}
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+report.update(cpu_s=usage.ru_utime + usage.ru_stime, maxrss_kb=usage.ru_maxrss)
+with open(sys.argv[1], "w") as out:
+    json.dump(report, out)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -184,6 +195,9 @@ def run_measured(cmd, log_path, *, cwd=None, env=None, timeout=7200.0) -> dict:
             process.wait()
         wall = time.perf_counter() - started
     usage = json.loads(usage_path.read_text()) if usage_path.exists() else {}
+    # Until the command itself ended, not the worker it leaves for a moment (perf_counter is
+    # CLOCK_MONOTONIC: one clock for every process of the machine).
+    wall = min(wall, usage.get("wall_end", started + wall) - started)
     text = Path(log_path).read_text(errors="replace")
     driver = None
     for line in text.splitlines():
@@ -713,6 +727,130 @@ def dry_run(args, work: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Start-up per job (--speed): the workflow against a trivial Snakemake workflow over the same
+# inputs with the same flags, and against nidataset, runs alternated (docs/benchmarks.md,
+# "Start-up per job")
+# --------------------------------------------------------------------------------------------
+SPEED_GOALS = {
+    "small_vs_trivial": 2.0,  # 100 small volumes: workflow wall / trivial workflow wall
+    "medium_vs_nidataset": 0.5,  # 40 medium volumes: workflow wall / nidataset wall
+    "growth_400": 1.1,  # (400 volumes - 1) / 4 x (100 volumes - 1), wall
+    "one_minus_trivial_s": 0.5,  # one tiny volume: workflow wall - trivial wall
+}
+SPEED_SETS = {  # name: (volumes, input shape, target)
+    "one": (1, (45, 120, 21), [32, 32, 16]),
+    "small": (100, (45, 120, 21), [32, 32, 16]),
+    "small400": (400, (45, 120, 21), [32, 32, 16]),
+    "medium": (40, (256, 256, 40), [128, 128, 32]),
+}
+# One `touch` job per input and rule all: what Snakemake itself costs per job.
+TRIVIAL_SNAKEFILE = """
+import glob, os
+NAMES = [os.path.basename(p)[: -len(".nii.gz")] for p in glob.glob(config["nii_folder"] + "/*.nii.gz")]
+rule all:
+    input: expand(config["output_path"] + "/{n}.done", n=NAMES)
+rule touch:
+    input: config["nii_folder"] + "/{n}.nii.gz"
+    output: config["output_path"] + "/{n}.done"
+    shell: "touch {output}"
+"""
+
+
+def make_speed_folder(folder: Path, count: int, shape) -> None:
+    """`count` int16 volumes of `shape` (ten different ones, repeated)."""
+    if folder.exists() and len(list(folder.glob("*.nii.gz"))) == count:
+        return
+    fresh(folder)
+    payloads = [tiny_nifti_bytes(shape, seed) for seed in range(min(count, 10))]
+    for index in range(count):
+        (folder / f"v_{index:05d}.nii.gz").write_bytes(payloads[index % len(payloads)])
+
+
+def speed_side(side, name, folder: Path, target, args, work: Path) -> dict:
+    """One measured run of one side: workflow (plain `snakemake --cores N`), workflow with
+    the jobs in-process (NII_RESAMPLE_WORKER=0), trivial workflow, or nidataset."""
+    out, wdir = fresh(work / f"speed_out_{side}_{name}"), fresh(work / f"speed_wd_{side}_{name}")
+    log = work / "logs" / f"speed_{side}_{name}.log"
+    if side == "nidataset":
+        return run_driver(args.nidataset_python, {"task": "nidataset_dataset", "folder": str(folder),
+                                                  "out": str(out), "shape": list(target)}, log)
+    config = write_config(wdir / "config.yaml", folder, out, target)
+    command = snakemake_cmd(sys.executable, wdir, config, args.cores)
+    env = workflow_env()
+    if side == "trivial":
+        (wdir / "Snakefile").write_text(TRIVIAL_SNAKEFILE)
+        command[command.index("-s") + 1] = str(wdir / "Snakefile")
+    if side == "in_process":
+        env["NII_RESAMPLE_WORKER"] = "0"
+    m = check_ok(run_measured(command, log, env=env), f"speed run {side} {name}")
+    m["steps"] = steps_done(log)
+    return m
+
+
+def speed_runs(args, work: Path) -> dict:
+    """Every side of every set, `--speed-rounds` times, alternated within each round."""
+    sides = ["trivial", "workflow", "in_process"] + ([] if args.skip_nidataset else ["nidataset"])
+    plan = {"one": ["trivial", "workflow"], "small": sides, "small400": ["trivial", "workflow"],
+            "medium": [s for s in sides if s != "trivial"]}
+    result = {"sets": {}, "rounds": args.speed_rounds}
+    for name, (count, shape, target) in SPEED_SETS.items():
+        folder = work / f"speed_{name}_{count}"
+        make_speed_folder(folder, count, shape)
+        result["sets"][name] = {"count": count, "shape": list(shape), "target": target,
+                                **{side: [] for side in plan[name]}}
+    for round_ in range(args.speed_rounds):
+        for name, (count, shape, target) in SPEED_SETS.items():
+            folder = work / f"speed_{name}_{count}"
+            warm_cache(sorted(folder.glob("*.nii.gz")))
+            for side in plan[name]:
+                m = speed_side(side, name, folder, target, args, work)
+                result["sets"][name][side].append(m)
+                print(f"[speed {round_ + 1}/{args.speed_rounds}] {name} ({count} x {shape_text(shape)} -> "
+                      f"{shape_text(target)}) {side}: wall {m['wall_s']:.2f} s, CPU {m['cpu_s']:.2f} s", flush=True)
+    result["ratios"] = speed_ratios(result["sets"], args.speed_rounds)
+    return result
+
+
+def speed_ratios(sets: dict, rounds: int) -> dict:
+    """The goals' figures, per round (each from runs of the same round: same machine load)."""
+    wall = lambda name, side, r: sets[name][side][r]["wall_s"]  # noqa: E731
+    ratios = {key: [] for key in ("small_vs_trivial", "small_vs_nidataset", "small_in_process_vs_trivial",
+                                  "medium_vs_nidataset", "medium_in_process_vs_nidataset", "growth_400",
+                                  "trivial_growth_400", "one_minus_trivial_s")}
+    for r in range(rounds):
+        ratios["small_vs_trivial"].append(wall("small", "workflow", r) / wall("small", "trivial", r))
+        ratios["small_in_process_vs_trivial"].append(wall("small", "in_process", r) / wall("small", "trivial", r))
+        if "nidataset" in sets["small"]:
+            ratios["small_vs_nidataset"].append(wall("small", "workflow", r) / wall("small", "nidataset", r))
+            ratios["medium_vs_nidataset"].append(wall("medium", "workflow", r) / wall("medium", "nidataset", r))
+            ratios["medium_in_process_vs_nidataset"].append(
+                wall("medium", "in_process", r) / wall("medium", "nidataset", r))
+        for side, key in (("workflow", "growth_400"), ("trivial", "trivial_growth_400")):
+            one = wall("one", side, r)
+            ratios[key].append((wall("small400", side, r) - one) / (4 * (wall("small", side, r) - one)))
+        ratios["one_minus_trivial_s"].append(wall("one", "workflow", r) - wall("one", "trivial", r))
+    return ratios
+
+
+def render_speed(speed: dict) -> list[str]:
+    lines = ["", f"Start-up per job ({speed['rounds']} rounds, sides alternated; wall in s, each round's own ratio):", "",
+             "| set | " + " | ".join(("trivial", "workflow", "in_process", "nidataset")) + " |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, row in speed["sets"].items():
+        cells = [", ".join(f"{m['wall_s']:.2f}" for m in row.get(side, [])) or "-"
+                 for side in ("trivial", "workflow", "in_process", "nidataset")]
+        lines.append(f"| {name}: {row['count']} x {shape_text(row['shape'])} -> {shape_text(row['target'])} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "| figure | per round | goal | verdict |", "| --- | --- | --- | --- |"]
+    for key, values in speed["ratios"].items():
+        goal = SPEED_GOALS.get(key)
+        judged = verdict(max(values), goal) if goal is not None and values else ""
+        lines.append(f"| {key} | {', '.join(f'{v:.2f}' for v in values) or 'n/a'} | "
+                     f"{'<= ' + str(goal) if goal is not None else ''} | {judged} |")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
 def verdict(value, limit) -> str:
@@ -865,6 +1003,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-snapshot", action="store_true",
                         help="measure the checkout in place (default: a frozen copy taken at the start, "
                              "so edits made while the benchmark runs cannot change what is measured)")
+    parser.add_argument("--speed", action="store_true",
+                        help="only the start-up per job sets: 1, 100 and 400 small volumes and 40 medium "
+                             "ones, against a trivial workflow and nidataset (docs/benchmarks.md)")
+    parser.add_argument("--speed-rounds", type=int, default=2, help="rounds of --speed (default %(default)s)")
     args = parser.parse_args(argv)
     global REPO, SNAKEFILE, SCRIPTS
     REPO = (args.repo or REPO).resolve()
@@ -897,6 +1039,14 @@ def main(argv=None) -> int:
         if not results["versions"]["nidataset_side"].get("nidataset"):
             parser.error(f"nidataset is not installed for {args.nidataset_python} "
                          "(pip install -r requirements-bench.txt, or pass --nidataset-python)")
+
+    if args.speed:
+        results["speed"] = speed_runs(args, work)
+        table = "\n".join(render_speed(results["speed"]))
+        print(table)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        return 0
 
     # The dataset: a downsample folder and an upsample folder (volumes no larger than --up).
     if args.data:

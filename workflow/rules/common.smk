@@ -3,7 +3,10 @@
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -29,6 +32,7 @@ from nii_resample.resume import (
 )
 from nii_resample.options import SCHEMA_PATH
 from nii_resample.plan import output_file, plan_run
+from nii_resample.processes import pid_is_gone, this_process
 from nii_resample.settings import (
     job_options,
     normalise_config,
@@ -81,8 +85,34 @@ def final_targets(wildcards):
                 "An earlier run was killed: removed its stale lock; resuming."
             )
     LOCKS_BEFORE = lock_files(Path(".snakemake"))
+    schedule_linearly_locally()
     refuse_outdated_report()
     return get_final_output()
+
+
+def schedule_linearly_locally():
+    """Without a cluster, keep Snakemake's cost per job flat however many volumes wait
+    (docs/benchmarks.md, "Start-up per job"). Each scheduling round stats the input of every
+    waiting job: consider 100 of them per round (the volumes are independent; not with
+    several grids, whose decode-then-resample order needs every priority seen). And lift
+    the default limit of 100 job starts per second: it protects a cluster's scheduler, and
+    locally adds a round per second per round before it (and ~1 s at the end). A value
+    given on the command line is kept. Called once the settings exist (final_targets).
+    """
+    settings, plugin = workflow.scheduling_settings, workflow.executor_plugin
+    if (
+        settings is None
+        or workflow.remote_exec
+        or plugin is None
+        or not plugin.common_settings.local_exec
+    ):
+        return
+    if settings.subsample is None and not any(d.decodes for d in DATASETS):
+        settings.subsample = 100
+    limit = settings.max_jobs_per_timespan
+    # Snakemake's default, "100/1s":
+    if limit is not None and limit.max_jobs == 100 and limit.timespan == 1:
+        settings.max_jobs_per_timespan = None
 
 
 def creates_report():
@@ -367,7 +397,38 @@ TARGETS = [target for dataset in DATASETS for target in dataset.targets]
 # interpreter, with its packages, even when its venv is not activated (as Snakemake does for
 # `script:`). With --use-conda the job activates its environment, whose python3 comes first.
 put_python_first_on_path(sys.executable)
-RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample.py")
+RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample_job.py")
+
+
+def name_resident_worker():
+    """Let the resample jobs of this Snakemake (the run's, or the inner one of a cluster
+    job: never shared across nodes) use one resident worker (nii_resample.resident): its
+    folder and owner go to the jobs through the environment, not the command line, which
+    must not change between runs (Snakemake would rerun every job). NII_RESAMPLE_WORKER=0
+    turns it off: each job then runs in-process, as scripts/resample.py."""
+    for name in ("NII_RESAMPLE_WORKER_DIR", "NII_RESAMPLE_WORKER_OWNER"):
+        os.environ.pop(name, None)  # an outer run's (a cluster job inherits it)
+    if os.environ.get("NII_RESAMPLE_WORKER", "1") == "0":
+        return
+    me = this_process()
+    runs = Path(tempfile.gettempdir()) / f"nii-resample-{os.getuid()}"
+    remove_ended_runs_folders(runs, me["host"])
+    os.environ.update(
+        NII_RESAMPLE_WORKER_DIR=str(runs / f"{me['host']}-{me['pid']}-{me['start']}"),
+        NII_RESAMPLE_WORKER_OWNER=f"{me['pid']} {me['start']}",
+    )
+
+
+def remove_ended_runs_folders(runs, host):
+    """The worker folders of this host's runs that have ended (a worker that stopped while
+    its run went on leaves its folder: its run may start another one)."""
+    for folder in runs.glob(f"{glob_escape(host)}-*-*"):
+        pid, start = folder.name[len(host) + 1 :].split("-", 1)
+        if pid.isdigit() and pid_is_gone(int(pid), start):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+name_resident_worker()
 
 
 def get_final_output():

@@ -2,8 +2,10 @@
 each .nii.gz is first decoded once (decode_volume) for all of them (README, "Several grids").
 """
 
+# The job is a small client of the run's resident worker (scripts/resample_job.py, -S: no
+# site-packages to import), which falls back to running scripts/resample.py in-process.
 RESAMPLE_SHELL = (
-    "python3 {params.script:q} {input.volume:q} {output.volume:q} {params.options}"
+    "python3 -S {params.script:q} {input.volume:q} {output.volume:q} {params.options}"
     " --threads {threads} --log {log:q} --record {params.record:q}"
     " --failure-record {params.failure_record:q}"
 )
