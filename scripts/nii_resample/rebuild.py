@@ -30,9 +30,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     from .volume import (
         decide_kind,
         geometry_columns,
-        intensity_range,
-        nonfinite_count,
         range_columns,
+        value_summary,
     )
 
     in_path, out_path = Path(in_path), Path(out_path)
@@ -51,8 +50,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     label_map, kind_reason = decide_kind(
         source, options.get("kind", "auto"), options.get("kind_reason", "")
     )
-    low, high = intensity_range(source.data)
-    new_low, new_high = intensity_range(target.data)
+    low, high, nonfinite_in, _ = value_summary(source.data)
+    new_low, new_high, nonfinite_out, _ = value_summary(target.data)
     shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
     # As volume.resample_volume decides it: no blur before nearest, none for label maps.
     antialias = bool(options["antialias"]) and options["interpolation"] != "nearest"
@@ -68,8 +67,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "antialias": antialias and not label_map and shrinks,
         **geometry_columns(source, target.data.shape, _expected_affine(source, target, steps)),
         **range_columns(target, (low, high), (new_low, new_high)),
-        "nonfinite_in": nonfinite_count(source.data),
-        "nonfinite_out": nonfinite_count(target.data),
+        "nonfinite_in": nonfinite_in,
+        "nonfinite_out": nonfinite_out,
         "seconds": "",
     }
     return record
