@@ -43,6 +43,20 @@ def as_typed(value) -> str:
     return str(value)
 
 
+def _three_items(value, separators: str, problem: str) -> list:
+    """The three items of a list, or of the string `--config` hands over (split on
+    `separators`, a regex character class body); booleans are never items."""
+    if isinstance(value, str):
+        items = [item for item in re.split(rf"[{separators}]+", value.strip()) if item]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(problem)
+    if len(items) != 3 or any(isinstance(item, bool) for item in items):
+        raise ConfigError(problem)
+    return items
+
+
 def parse_desired_volume(value) -> list[int]:
     """Three positive integers from a list, or from the string `--config` hands over.
 
@@ -52,18 +66,8 @@ def parse_desired_volume(value) -> list[int]:
         "desired_volume must be three positive integers [X, Y, Z] (e.g. [128, 128, 64]), "
         f"got {as_typed(value)}"
     )
-    if isinstance(value, str):
-        items = [item for item in re.split(r"[\s,x\[\]()]+", value.strip()) if item]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(problem)
-    if len(items) != 3:
-        raise ConfigError(problem)
     numbers = []
-    for item in items:
-        if isinstance(item, bool):
-            raise ConfigError(problem)
+    for item in _three_items(value, r"\s,x\[\]()", problem):
         if isinstance(item, str):
             if not re.fullmatch(r"\+?\d+", item.strip()):
                 raise ConfigError(problem)
@@ -87,14 +91,7 @@ def parse_desired_spacing(value, key: str = "desired_spacing") -> list[float]:
         f"{key} must be three positive numbers [sx, sy, sz] in mm (e.g. [1.0, 1.0, 1.0]), "
         f"got {as_typed(value)}"
     )
-    if isinstance(value, str):
-        items = [item for item in re.split(r"[\s,\[\]()]+", value.strip()) if item]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(problem)
-    if len(items) != 3 or any(isinstance(item, bool) for item in items):
-        raise ConfigError(problem)
+    items = _three_items(value, r"\s,\[\]()", problem)
     try:
         numbers = [float(item) for item in items]
     except (TypeError, ValueError):
