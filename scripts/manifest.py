@@ -10,7 +10,7 @@ if "snakemake" in globals():
     # this workflow's own nii_resample, never another version installed in the environment.
     sys.path.insert(0, snakemake.scriptdir)
 
-from nii_resample.rebuild import RecordNotRebuilt
+from nii_resample.errors import RecordNotRebuilt
 from nii_resample.records import build_manifest, rebuilt_line
 
 

@@ -1,6 +1,7 @@
 """The resample rule's job command: a tiny client of this run's resident worker.
 
     python3 -S scripts/resample_job.py <the arguments of scripts/resample.py>
+    python3 -S scripts/resample_job.py --start-worker   (the Snakefile, while it plans)
 
 A new interpreter that imports numpy, nibabel and the package costs ~0.2 s of CPU per job,
 far more than a small volume's work. This client imports only C modules of the
@@ -124,8 +125,22 @@ def wait_reply(client):
     return kind.decode(), int(number)
 
 
+def start_only(folder):
+    """`--start-worker`: the Snakefile starts the run's worker while Snakemake plans
+    (common.smk, start_resident_worker_early); no job."""
+    try:
+        client = worker_connection(folder) if folder else None
+    except OSError:
+        client = None
+    if client is not None:
+        client.close()
+    return 0
+
+
 def main():
     folder = os.environ.get("NII_RESAMPLE_WORKER_DIR")
+    if sys.argv[1:] == ["--start-worker"]:
+        return start_only(folder)
     if not folder:
         in_process()
     try:

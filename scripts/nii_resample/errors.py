@@ -11,3 +11,8 @@ class ConfigError(ValueError):
 
 class InputFolderError(FileNotFoundError):
     """The input folder is missing or holds no volumes."""
+
+
+class RecordNotRebuilt(Exception):
+    """A per-volume record deleted by hand cannot be rebuilt from its files (the output
+    cannot be read back, or is not the resample of its input): one-line reason."""

@@ -11,7 +11,9 @@ millimetres, so the physical aspect ratio is kept whatever the voxel spacing. Th
 the radiological convention (patient's right on the image's left, as CT/MRI consoles show
 it); `convention="neurological"` puts the patient's right on the right.
 
-matplotlib is imported inside the functions: the resample jobs never pay for it.
+matplotlib, numpy and nibabel are imported inside the functions: the resample jobs never pay
+for matplotlib, and the Snakefile (which reads report_labels and outdated_report_inputs from
+here) never pays for any of them.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import html
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nibabel as nib
-import numpy as np
+from .files import atomic_write_bytes
 
-from .nifti import atomic_write_bytes
+if TYPE_CHECKING:
+    import numpy as np
 
 CONVENTIONS = ("radiological", "neurological")
 # CT window when the volume holds Hounsfield units: air, lungs, fat, soft tissue and bone
@@ -49,6 +52,9 @@ class _Oriented:
     """A volume on its closest RAS+ voxel axes: data, spacing, and the box it covers in mm."""
 
     def __init__(self, path):
+        import nibabel as nib
+        import numpy as np
+
         image = nib.load(os.fspath(path))
         self.path = Path(path)
         self.file_shape = tuple(int(n) for n in image.shape)
@@ -91,6 +97,8 @@ def _middle_indices(reference: _Oriented, other: _Oriented) -> tuple[list[int], 
 
 
 def _sample(data: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     step = max(1, int(np.ceil((data.size / WINDOW_SAMPLES) ** (1 / 3))))
     sample = data[::step, ::step, ::step].ravel()
     return sample[np.isfinite(sample)]
@@ -98,6 +106,8 @@ def _sample(data: np.ndarray) -> np.ndarray:
 
 def _looks_like_ct(sample: np.ndarray) -> bool:
     """Hounsfield units: whole numbers, air near -1000 and tissue or bone above 0."""
+    import numpy as np
+
     if sample.size == 0:
         return False
     low, high = float(sample.min()), float(sample.max())
@@ -107,6 +117,8 @@ def _looks_like_ct(sample: np.ndarray) -> bool:
 
 def intensity_window(data: np.ndarray) -> tuple[float, float, str]:
     """(low, high, description) of the grey-level window for an image volume."""
+    import numpy as np
+
     sample = _sample(data)
     if sample.size == 0:
         return 0.0, 1.0, "no finite voxel"
@@ -234,6 +246,7 @@ def draw_qc_figure(
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     from matplotlib.colors import BoundaryNorm, ListedColormap

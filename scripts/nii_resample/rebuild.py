@@ -10,14 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VolumeError
+from .errors import RecordNotRebuilt, VolumeError
 from .nifti import itk_geometry, read_volume, resampled_affine
 
 REBUILT_REASON = "record rebuilt from the files"
-
-
-class RecordNotRebuilt(Exception):
-    """The output cannot be read back, or is not the resample of its input: one-line reason."""
 
 
 def rebuild_record(in_path, out_path, options: dict) -> dict:

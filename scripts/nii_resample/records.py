@@ -11,7 +11,8 @@ import io
 import os
 from pathlib import Path
 
-from .nifti import atomic_write_bytes
+from .errors import RecordNotRebuilt
+from .files import atomic_write_bytes
 
 # Manifest columns, in order; README.md documents each one.
 RECORD_COLUMNS = (
@@ -119,7 +120,7 @@ def manifest_rows(jobs: list[dict], failures=()) -> tuple[list[dict], list[str]]
     """One row per job (dicts with input_path, output_path, record_path, options): the
     failure's row for a failed volume, otherwise its record. A record deleted by hand is
     rebuilt from the files and written back. Returns (rows, rebuilt record paths); raises
-    rebuild.RecordNotRebuilt (one line: which record, why, what to run) when it cannot be.
+    errors.RecordNotRebuilt (one line: which record, why, what to run) when it cannot be.
     """
     failed = {failure["output_path"]: failure for failure in failures}
     rows, rebuilt = [], []
@@ -138,7 +139,7 @@ def manifest_rows(jobs: list[dict], failures=()) -> tuple[list[dict], list[str]]
 
 
 def _rebuilt(job: dict) -> dict:
-    from .rebuild import RecordNotRebuilt, rebuild_record
+    from .rebuild import rebuild_record
 
     try:
         record = rebuild_record(job["input_path"], job["output_path"], job["options"])
@@ -184,8 +185,6 @@ def manifest_after_failures(path, jobs: list[dict], failures: list[dict]) -> boo
     the manifest is then marked out of date, so the next run rebuilds it through the rule
     whatever the user fixed (a volume replaced or deleted, a record): no stale failed or
     missing row. Returns whether it wrote the manifest."""
-    from .rebuild import RecordNotRebuilt
-
     written = False
     if failures:
         try:

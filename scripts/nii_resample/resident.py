@@ -31,6 +31,8 @@ from pathlib import Path
 
 from .processes import pid_is_gone
 
+# A run that runs no job on this host marks its folder so (common.smk, dismiss_resident_worker).
+DISMISSED_MARK = "dismissed"
 IDLE_SECONDS = 120.0  # a safety net: the run's end is seen through its owner
 TICK_SECONDS = 0.25
 PR_SET_PDEATHSIG = 1
@@ -247,7 +249,9 @@ def serve(path: str, ready_fd: int) -> int:
         worker = Worker(path, owner)
         os.close(ready_fd)
         try:
-            worker.run()
+            # Read once listening: a dismissal that came before finds no socket to remove.
+            if not Path(path).with_name(DISMISSED_MARK).exists():
+                worker.run()
         finally:
             worker.close()
         if owner_gone(owner):  # the run's folder is only this run's

@@ -17,7 +17,7 @@ import os
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
-from .nifti import atomic_write_bytes
+from .files import atomic_write_bytes
 from .processes import pid_is_gone, this_process
 
 OWNERS = Path("nii_resample") / "lock_owners"  # under .snakemake/

@@ -4,6 +4,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from glob import escape as glob_escape
@@ -33,6 +34,7 @@ from nii_resample.resume import (
 from nii_resample.options import SCHEMA_PATH
 from nii_resample.plan import output_file, plan_run
 from nii_resample.processes import pid_is_gone, this_process
+from nii_resample.resident import DISMISSED_MARK
 from nii_resample.settings import (
     job_options,
     normalise_config,
@@ -85,6 +87,8 @@ def final_targets(wildcards):
                 "An earlier run was killed: removed its stale lock; resuming."
             )
     LOCKS_BEFORE = lock_files(Path(".snakemake"))
+    if not runs_jobs_on_this_host() or creates_report():
+        dismiss_resident_worker()
     schedule_linearly_locally()
     refuse_outdated_report()
     return get_final_output()
@@ -416,6 +420,70 @@ def name_resident_worker():
     os.environ.update(
         NII_RESAMPLE_WORKER_DIR=str(runs / f"{me['host']}-{me['pid']}-{me['start']}"),
         NII_RESAMPLE_WORKER_OWNER=f"{me['pid']} {me['start']}",
+    )
+    start_resident_worker_early()
+
+
+RESIDENT_WORKER_STARTER = None
+
+
+def start_resident_worker_early():
+    """Start the run's worker now, while Snakemake still reads this file and plans: its
+    ~0.2 s start (numpy, nibabel) then overlaps Snakemake's own, instead of holding up the
+    first jobs (docs/benchmarks.md, "Start-up per job"). The starter is the jobs' own
+    client (scripts/resample_job.py): whichever of it and the first job comes first starts
+    the worker, the other one uses it. Not for a dry run, not in Snakemake's subprocesses,
+    not when the jobs run in environments of their own (--use-conda: each python3 has its
+    own worker); a run that turns out to run no job here (a cluster executor, --touch)
+    dismisses it (final_targets)."""
+    global RESIDENT_WORKER_STARTER
+    python3 = shutil.which("python3")  # the jobs' python3 (put_python_first_on_path)
+    if (
+        python3 is None
+        or workflow.output_settings.dryrun
+        or workflow.deployment_settings.deployment_method
+        or not (workflow.is_main_process or workflow.remote_exec)
+    ):
+        return
+    # The worker computes nothing itself: one thread per pool at import; each job sets its
+    # own threads in the forked child.
+    threads = {
+        name: "1"
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
+    RESIDENT_WORKER_STARTER = subprocess.Popen(
+        [python3, "-S", RESAMPLE_SCRIPT, "--start-worker"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **threads},
+    )
+
+
+def dismiss_resident_worker():
+    """A run that runs no job on this host (a cluster executor's, --touch, a report): end
+    the worker started early. Its folder gets a `dismissed` mark, which the worker reads once
+    it listens, and loses its sockets, which a listening worker watches
+    (nii_resample.resident): either way it ends at once."""
+    folder = os.environ.get("NII_RESAMPLE_WORKER_DIR")
+    if RESIDENT_WORKER_STARTER is None or not folder:
+        return
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    Path(folder, DISMISSED_MARK).touch()
+    for socket_path in Path(folder).glob("*.sock"):
+        socket_path.unlink(missing_ok=True)
+
+
+def runs_jobs_on_this_host():
+    """Whether this invocation runs jobs here: a local run, or a cluster job's inner
+    Snakemake (known once the executor is, i.e. from an input function)."""
+    plugin = workflow.executor_plugin
+    return (
+        plugin is not None
+        and not workflow.dryrun
+        and not workflow.touch
+        and (plugin.common_settings.local_exec or workflow.remote_exec)
     )
 
 

@@ -1,0 +1,132 @@
+"""The resident worker started while Snakemake plans (common.smk, start_resident_worker_early;
+scripts/resample_job.py --start-worker): a run starts it before its first job and its jobs
+use it; the starter and a job arriving together make one worker, never two; a dry run starts
+none; a dismissed worker (a run that runs no job on this host) ends, and a job that still
+comes runs in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from test_resident_worker import CLIENT, job, owner_env, processes_naming, wait_until, workers_of
+
+from support import REPO, SNAKEFILE, affine_from, smooth_volume, write_config, write_nifti
+from nii_resample.resident import DISMISSED_MARK
+
+
+def start_only(env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-S", str(CLIENT), "--start-worker"], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def owner():
+    """A stand-in for the run's Snakemake: the worker lives as long as it does."""
+    return subprocess.Popen(["sleep", "300"])
+
+
+def test_start_worker_leaves_a_listening_worker_that_the_jobs_use(tmp_path):
+    run = owner()
+    try:
+        env = owner_env(tmp_path, run.pid)
+        started = start_only(env)
+        assert started.returncode == 0 and not started.stdout and not started.stderr
+        (worker,) = workers_of(run.pid)  # listening already: the starter waits for it
+        source = write_nifti(tmp_path / "v.nii.gz", smooth_volume((20, 18, 12)), affine_from((1.0, 1.0, 2.0)))
+        for name in ("a", "b"):
+            result, files = job(tmp_path, CLIENT, source, name, env)
+            assert result.returncode == 0, result.stderr
+            assert (files / "out.nii.gz").exists()
+        assert workers_of(run.pid) == [worker]
+        assert start_only(env).returncode == 0  # a second start finds it: still one
+        assert workers_of(run.pid) == [worker]
+    finally:
+        run.kill()
+        run.wait()
+    assert wait_until(lambda: not workers_of(run.pid), 5)
+
+
+def test_the_starter_and_a_job_arriving_together_make_one_worker(tmp_path):
+    source = write_nifti(tmp_path / "v.nii.gz", smooth_volume((20, 18, 12)), affine_from((1.0, 1.0, 2.0)))
+    for attempt in range(3):
+        run = owner()
+        try:
+            env = owner_env(tmp_path, run.pid)
+            results = {}
+            starter = threading.Thread(target=lambda: results.update(start=start_only(env)))
+            starter.start()
+            result, _ = job(tmp_path, CLIENT, source, f"job{attempt}", env)
+            starter.join()
+            assert result.returncode == 0 and results["start"].returncode == 0, result.stderr
+            assert "in-process" not in result.stderr
+            assert len(workers_of(run.pid)) == 1
+        finally:
+            run.kill()
+            run.wait()
+        assert wait_until(lambda: not workers_of(run.pid), 5)
+
+
+def test_a_dismissed_worker_ends_and_a_late_job_runs_in_process(tmp_path):
+    run = owner()
+    try:
+        env = owner_env(tmp_path, run.pid)
+        folder = env["NII_RESAMPLE_WORKER_DIR"]
+        start_only(env)
+        (worker,) = workers_of(run.pid)
+        # What dismiss_resident_worker does to a listening worker: mark, remove the socket.
+        (tmp_path / folder / DISMISSED_MARK).touch()
+        for socket_path in (tmp_path / folder).glob("*.sock"):
+            socket_path.unlink()
+        assert wait_until(lambda: not workers_of(run.pid), 5), "a dismissed worker went on"
+        # Dismissed before it listens: it ends at once, and a job still gets done, in-process.
+        source = write_nifti(tmp_path / "v.nii.gz", smooth_volume((20, 18, 12)), affine_from((1.0, 1.0, 2.0)))
+        result, files = job(tmp_path, CLIENT, source, "late", env)
+        assert result.returncode == 0, result.stderr
+        assert (files / "out.nii.gz").exists() and not workers_of(run.pid)
+    finally:
+        run.kill()
+        run.wait()
+
+
+def snakemake(tmp_path, *extra):
+    folder = tmp_path / "in"
+    for index in range(3):
+        write_nifti(folder / f"v{index}.nii.gz", smooth_volume((24, 20, 12), seed=index), affine_from((1.0, 1.0, 2.0)))
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    config = write_config(workdir, nii_folder=str(folder), output_path=str(tmp_path / "out"),
+                          desired_volume=[12, 10, 6])
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(REPO / "scripts"))
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
+               "--configfile", str(config), "--cores", "2", *extra]
+    return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_a_run_starts_its_worker_before_its_first_job(tmp_path):
+    process = snakemake(tmp_path)
+    order = []
+    while process.poll() is None and len(order) < 2:
+        for word, what in (("--start-worker", "starter"), ("resample_job.py", "job")):
+            running = [pid for pid in processes_naming(word) if what == "starter" or
+                       "--start-worker" not in open(f"/proc/{pid}/cmdline").read()]
+            if running and what not in order:
+                order.append(what)
+        time.sleep(0.002)
+    console, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, console
+    assert order[:1] == ["starter"], f"seen in this order: {order}"
+    assert len(list((tmp_path / "out").glob("v*/v*_resampled.nii.gz"))) == 3
+
+
+def test_a_dry_run_starts_no_worker(tmp_path):
+    process = snakemake(tmp_path, "-n")
+    console, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, console
+    runs = tmp_path / "tmp" / f"nii-resample-{os.getuid()}"
+    assert not runs.exists() or not list(runs.iterdir()), "a dry run made a worker folder"
+    assert not list((tmp_path / "out").glob("v*/v*_resampled.nii.gz"))
