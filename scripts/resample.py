@@ -18,7 +18,9 @@ from nii_resample.volume import resample_volume
 __all__ = ["resample_volume", "main"]
 
 
-def main(argv=None) -> int:
+def main(argv=None, run_by=None) -> int:
+    """Run the command; `run_by`: the resident worker that runs this job, if any (its log
+    says so, nii_resample.jobs)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(__doc__.splitlines()[0], wants_voxel_size(argv))
     args = vars(parser.parse_args(argv))
@@ -29,7 +31,7 @@ def main(argv=None) -> int:
     if any(job_files.values()):
         if not all(job_files.values()):
             parser.error("--log, --record and --failure-record go together")
-        return run_resample_job(in_path, out_path, **job_files, **args)
+        return run_resample_job(in_path, out_path, **job_files, **args, run_by=run_by)
     args.pop("source")
     try:
         record = resample_volume(in_path, out_path, **args)

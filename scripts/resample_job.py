@@ -9,8 +9,9 @@ standard library (_socket, zlib, fcntl: `socket` and `json` alone would double i
 -S skips site-packages): it hands its arguments, working folder,
 environment and its stdin/stdout/stderr to the run's resident worker
 (nii_resample.resident), which has imported everything once and forks one child per job;
-the child runs exactly what scripts/resample.py runs (same log, record, failure record and
-console line) and the client exits with the child's status, or dies of the child's signal.
+the child runs exactly what scripts/resample.py runs (same log, whose first line names the
+worker, record, failure record and console line) and the client exits with the child's
+status, or dies of the child's signal.
 
 It runs the job in-process (execs scripts/resample.py with these arguments) whenever there
 is no worker to use: NII_RESAMPLE_WORKER_DIR unset (not a workflow run, or turned off with

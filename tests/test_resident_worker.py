@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,18 +78,24 @@ def job(tmp_path, script, source, name, env, *extra):
     command = [sys.executable, *(["-S"] if script == CLIENT else []), str(script), str(source),
                str(files / "out.nii.gz"), "12", "10", "8", *extra, "--log", str(files / "job.log"),
                "--record", str(files / "record.tsv"), "--failure-record", str(files / "failed.tsv")]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out, err = process.communicate(timeout=120)
+    result = subprocess.CompletedProcess(command, process.returncode, out, err)
+    result.pid = process.pid  # the client's, for the served job
     return result, files
 
 
 def job_files(files: Path) -> dict:
-    """The job's files with its timings masked (they differ between any two runs)."""
+    """The job's files with its timings masked (they differ between any two runs), and
+    without the log's line naming the resident worker that ran it (the in-process job has none)."""
     texts = {}
     for name in ("job.log", "record.tsv", "failed.tsv"):
         path = files / name
         if path.exists():
             text = path.read_text().replace(str(files), "<job>")
             lines = text.splitlines()
+            if name == "job.log" and lines[0].startswith("nii-resample: run by resident worker "):
+                lines = lines[1:]
             if name == "record.tsv":
                 seconds = lines[0].split("\t").index("seconds")
                 lines = ["\t".join(v if i != seconds else "<s>" for i, v in enumerate(line.split("\t")))
@@ -112,6 +119,14 @@ def test_job_through_the_worker_writes_what_the_in_process_job_writes(tmp_path):
             assert served.returncode == direct.returncode == (0 if source == good else 1)
             assert served.stderr.replace("served_", "direct_") == direct.stderr
             assert job_files(served_files) == job_files(direct_files)
+            # The served job's log names the worker that ran it (live, not the client); the
+            # in-process job's names none.
+            (worker,) = workers_of(owner.pid)
+            assert worker != served.pid
+            assert (served_files / "job.log").read_text().splitlines()[0] == (
+                f"nii-resample: run by resident worker {worker} (host {socket.gethostname()})"
+            )
+            assert not (direct_files / "job.log").read_text().startswith("nii-resample:")
         assert "ERROR bad.nii.gz:" in served.stderr and len(served.stderr.strip().splitlines()) == 1
         made = nib.load(served_files.parent / f"served_{good.name}" / "out.nii.gz")
         reference = nib.load(direct_files.parent / f"direct_{good.name}" / "out.nii.gz")

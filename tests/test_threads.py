@@ -19,4 +19,6 @@ def test_threads_per_job_reaches_the_job(tmp_path, make_dataset):
               "desired_volume": [8, 8, 8], "threads_per_job": 2}
     run_snakemake(tmp_path / "work", config, cores=2)
     log = (tmp_path / "out" / "logs" / "resample_volume" / "ct.log").read_text()
-    assert "threads=2" in log.splitlines()[0]
+    # The line that describes the job (after the one naming its resident worker).
+    (job,) = [line for line in log.splitlines() if line.startswith("resampling ")]
+    assert "threads=2" in job

@@ -41,11 +41,13 @@ def run_resample_job(
     log_path,
     desired_volume=None,
     source=None,
+    run_by=None,
     **options,
 ) -> int:
     """Resample one volume; on bad input, a one-line reason goes to the log, the console and
     a failure record, the exit status is 1, and the job leaves nothing it made (an existing
-    file at out_path is not this job's: it is left alone)."""
+    file at out_path is not this job's: it is left alone). `run_by` names the process that
+    runs the job when it is not the job's own (the resident worker): the log's first line."""
     failure_path, record_path = Path(failure_path), Path(record_path)
     wrote_record = False
     # A decoded copy (several grids, workflow/rules/resample.smk): name the real input, and
@@ -63,6 +65,8 @@ def run_resample_job(
 
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
+        if run_by:
+            print(f"nii-resample: run by {run_by}", file=log)
         grid = (
             f"{'x'.join(map(str, desired_volume))} voxels"
             if desired_volume is not None

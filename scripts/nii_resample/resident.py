@@ -3,9 +3,10 @@ forks one child per resample job, so that a job costs its volume's work and not 
 interpreter's start-up (~0.2 s of CPU; docs/benchmarks.md, "Start-up per job").
 
 One worker per run, node and interpreter: the Snakemake that parsed the Snakefile (the
-run's, or the inner one of a cluster job) names a folder of its own in
-NII_RESAMPLE_WORKER_DIR and itself in NII_RESAMPLE_WORKER_OWNER (common.smk); the first job
-that finds no worker starts one (scripts/resample_job.py). A job is one connection: the
+run's, or the inner one of a cluster job, whose per-volume Snakemakes under srun keep it)
+names a folder of its own in NII_RESAMPLE_WORKER_DIR and itself in
+NII_RESAMPLE_WORKER_OWNER (common.smk); the first job that finds no worker starts one
+(scripts/resample_job.py). A job is one connection: the
 client sends its arguments, working folder, environment and stdin/stdout/stderr; the child
 runs scripts/resample.py's main() with them; the worker answers the child's exit status.
 
@@ -77,7 +78,8 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
 
 def run_child(request: dict, fds: list[int], libc) -> None:
     """In the forked child: become the job (its fds, folder, environment, signals) and run
-    scripts/resample.py's main(); never returns."""
+    scripts/resample.py's main(), whose log names this worker (which one ran a job, e.g.
+    inside which cluster job); never returns."""
     status = 1
     try:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -93,7 +95,8 @@ def run_child(request: dict, fds: list[int], libc) -> None:
         import resample
 
         sys.argv = [resample.__file__, *request["argv"]]
-        status = resample.main(request["argv"])
+        worker = f"resident worker {os.getppid()} (host {socket.gethostname()})"
+        status = resample.main(request["argv"], run_by=worker)
     except SystemExit as end:  # argparse's usage errors
         status = end.code if isinstance(end.code, int) else 1
     except BaseException:  # as an interpreter would: traceback, status 1

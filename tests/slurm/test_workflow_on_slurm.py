@@ -4,13 +4,18 @@
 command line (no slurmdbd, so job status from squeue, and fast polling; its partition). Needs a
 Python with snakemake, snakemake-executor-plugin-slurm and this workflow's dependencies
 (`pip install -r requirements-slurm.txt`): the one running pytest or SNAKEMAKE_SLURM_PYTHON;
-skipped with the reason otherwise. About 50-80 s.
+skipped with the reason otherwise. About 80-110 s.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import re
+import socket
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,7 +64,7 @@ def snakemake_python() -> str:
     )
 
 
-def _snakemake(python, workdir, env, timeout=240):
+def _snakemake(python, workdir, env, timeout=240, cluster_args=TEST_CLUSTER_ARGS):
     """Run snakemake on this repo through the shipped profile; kill its process group on timeout.
 
     With a failing status command the SLURM plugin waits forever and ignores SIGTERM.
@@ -69,7 +74,7 @@ def _snakemake(python, workdir, env, timeout=240):
         "--snakefile", str(REPO / "Snakefile"),
         "--configfile", "config.yaml",
         "--profile", str(PROFILE),
-        *TEST_CLUSTER_ARGS,
+        *cluster_args,
     ]  # fmt: skip
     started = time.monotonic()
     try:
@@ -259,3 +264,167 @@ def test_generic_cluster_plugin_submits_through_sbatch(snakemake_python, slurm_c
     failures = _read_tsv(work / "out" / "failures.tsv")
     assert [Path(row["input_path"]).name for row in failures] == [f"{BAD}.nii.gz"]
     assert "the file is truncated" in failures[0]["reason"]
+
+
+# Three volumes per SLURM job (6 volumes: 2 jobs side by side), and the SLURM log of every job
+# kept (it names the job's volumes).
+THREE_PER_JOB = [
+    "--slurm-keep-successful-logs",
+    *(arg.replace("resample=2", "resample=3") for arg in TEST_CLUSTER_ARGS),
+]
+# The first line of a volume's log when a resident worker ran it (nii_resample.resident).
+RUN_BY = re.compile(r"nii-resample: run by resident worker (\d+) \(host (.+)\)")
+
+
+def _proc(pid: int, name: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _parent(pid: int) -> int:
+    stat = _proc(pid, "stat")
+    return int(stat.rsplit(")", 1)[1].split()[1]) if stat else 0
+
+
+def _environ(pid: int) -> dict:
+    return dict(item.split("=", 1) for item in _proc(pid, "environ").split("\0") if "=" in item)
+
+
+def _ancestors(pid: int) -> list[str]:
+    """The command names of `pid`'s ancestors, nearest first."""
+    names = []
+    while pid > 1:
+        pid = _parent(pid)
+        names.append(_proc(pid, "comm").strip())
+    return names
+
+
+def _live_workers() -> list[int]:
+    """Live resident workers (scripts/resample_worker.py), not their forked children."""
+    named = [int(entry.name) for entry in Path("/proc").iterdir()
+             if entry.name.isdigit() and "resample_worker.py" in _proc(int(entry.name), "cmdline")]
+    return [pid for pid in named if _parent(pid) not in named]
+
+
+class WorkerWatch(threading.Thread):
+    """Notes, 10 times a second while a run goes on, every resident worker alive (its socket,
+    the SLURM job it was started in, its owner and where that owner runs) and the outer
+    snakemake (this test's child): a worker ends with its owner, so it must be seen alive."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.workers: dict[int, dict] = {}
+        self.outer: set[int] = set()
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.1):
+            for pid in _live_workers():
+                if pid in self.workers:
+                    continue
+                env = _environ(pid)
+                owner = int(env.get("NII_RESAMPLE_WORKER_OWNER", "0 0").split()[0])
+                self.workers[pid] = {
+                    "socket": _proc(pid, "cmdline").split("\0")[2],
+                    "slurm_job": env.get("SLURM_JOB_ID"),
+                    "owner": owner,
+                    "owner_slurm_job": _environ(owner).get("SLURM_JOB_ID"),
+                    "owner_command": _proc(owner, "cmdline").split("\0"),
+                    "owner_ancestors": _ancestors(owner),
+                }
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and _parent(int(entry.name)) == os.getpid():
+                    if "snakemake" in _proc(int(entry.name), "cmdline"):
+                        self.outer.add(int(entry.name))
+
+
+def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
+    snakemake_python, slurm_cluster, tmp_path
+):
+    """Issue 14: a worker lives inside the SLURM job that uses it. Six volumes, three per
+    SLURM job: each job's volumes are run by one worker, started inside that job and owned
+    by the Snakemake running there (not by the outer one), and none outlives the run."""
+    work = tmp_path / "work"
+    names = [f"vol_{index}" for index in range(6)]
+    for index, name in enumerate(names):
+        write_nifti(work / "in" / f"{name}.nii.gz", smooth_volume((20, 18, 12), seed=index),
+                    affine_from((0.8, 1.1, 2.5)))
+    write_config(work, nii_folder="in", output_path="out", desired_volume=list(DESIRED), qc=False)
+
+    earlier_jobs = set(_slurm_jobs(slurm_cluster))
+    watch = WorkerWatch()
+    watch.start()
+    started = time.monotonic()
+    try:
+        rc, out = _snakemake(snakemake_python, work, slurm_cluster.env, cluster_args=THREE_PER_JOB)
+    finally:
+        ended = time.monotonic()
+        watch.done.set()
+        watch.join()
+    print(out[-3000:])
+    assert rc == 0, out
+    jobs = {job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs}
+    assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED"], jobs
+
+    # Which volumes each SLURM job ran (its log names them), and which worker ran each volume
+    # (the first line of the volume's log).
+    volumes_of = {}
+    for job in jobs:
+        (slurm_log,) = (work / ".snakemake" / "slurm_logs").glob(f"group_resample*/{job}.log")
+        text = slurm_log.read_text()
+        volumes_of[job] = {name for name in names if f"prefix={name}" in text}
+    assert sorted(map(len, volumes_of.values())) == [3, 3], volumes_of
+    assert set.union(*volumes_of.values()) == set(names)
+    run_by = {}
+    for name in names:
+        first = (work / "out" / "logs" / "resample_volume" / f"{name}.log").read_text().splitlines()[0]
+        named = RUN_BY.fullmatch(first)
+        assert named, f"{name} did not run in a resident worker: {first}"
+        assert named[2] == socket.gethostname()
+        run_by[name] = int(named[1])
+
+    # (a) one worker per SLURM job: all of a job's volumes, and no other job's
+    worker_of = {}
+    for job, volumes in volumes_of.items():
+        pids = {run_by[name] for name in volumes}
+        assert len(pids) == 1, f"SLURM job {job} used several workers: {pids}"
+        worker_of[job] = pids.pop()
+    assert len(set(worker_of.values())) == 2, worker_of
+    started_in_jobs = {pid for pid, seen in watch.workers.items() if seen["slurm_job"] in jobs}
+    assert started_in_jobs == set(worker_of.values()), watch.workers
+
+    # (b) each worker was started inside its SLURM job (it detaches, so its parent is init:
+    # its environment names the job) and is owned by the Snakemake running that job (its
+    # folder is that Snakemake's), a process of the job: not the outer snakemake
+    assert len(watch.outer) == 1, watch.outer
+    for job, pid in worker_of.items():
+        assert pid in watch.workers, f"worker {pid} was never seen alive: {watch.workers}"
+        seen = watch.workers[pid]
+        assert seen["slurm_job"] == job, seen
+        assert seen["owner"] not in watch.outer, seen
+        assert seen["owner_slurm_job"] == job, seen
+        assert "slurmstepd" in seen["owner_ancestors"], seen
+        # the Snakemake of the job itself, not the one it runs for a single volume (srun)
+        assert "slurm-jobstep" in seen["owner_command"], seen
+        folder = Path(seen["socket"]).parent
+        assert folder.name.startswith(f"{socket.gethostname()}-{seen['owner']}-"), seen
+
+    # (c) nothing of these SLURM jobs outlives the run by more than 2 s: no worker process,
+    # no worker folder (other runs on this machine may have theirs)
+    def left_behind():
+        alive = [pid for pid in _live_workers() if _environ(pid).get("SLURM_JOB_ID") in jobs]
+        return alive + [folder for folder in folders if folder.exists()]
+
+    ours = [watch.workers[pid] for pid in started_in_jobs]
+    folders = {Path(seen["socket"]).parent for seen in ours}
+    while left_behind() and time.monotonic() < ended + 2.0:
+        time.sleep(0.05)
+    assert not left_behind(), "a resident worker or its folder outlived the run"
+    runs = Path(tempfile.gettempdir()) / f"nii-resample-{os.getuid()}"
+    owners = {seen["owner"] for seen in ours}
+    left = [f for f in runs.glob("*") if any(f"-{owner}-" in f.name for owner in owners)]
+    assert not left, left
+    print(f"--- workers {worker_of} (SLURM job: pid) in {sorted(map(str, folders))}; "
+          f"run {ended - started:.1f}s")

@@ -404,22 +404,54 @@ put_python_first_on_path(sys.executable)
 RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample_job.py")
 
 
+WORKER_VARIABLES = (
+    "NII_RESAMPLE_WORKER_DIR",
+    "NII_RESAMPLE_WORKER_OWNER",
+    "NII_RESAMPLE_WORKER_JOB",
+)
+
+
 def name_resident_worker():
     """Let the resample jobs of this Snakemake (the run's, or the inner one of a cluster
     job: never shared across nodes) use one resident worker (nii_resample.resident): its
-    folder and owner go to the jobs through the environment, not the command line, which
-    must not change between runs (Snakemake would rerun every job). NII_RESAMPLE_WORKER=0
-    turns it off: each job then runs in-process, as scripts/resample.py."""
-    for name in ("NII_RESAMPLE_WORKER_DIR", "NII_RESAMPLE_WORKER_OWNER"):
-        os.environ.pop(name, None)  # an outer run's (a cluster job inherits it)
+    folder, owner and SLURM job go to the jobs through the environment, not the command
+    line, which must not change between runs (Snakemake would rerun every job).
+    NII_RESAMPLE_WORKER=0 turns it off: each job then runs in-process, as
+    scripts/resample.py."""
+    # An outer run's (a cluster job inherits it), or this cluster job's (below).
+    inherited = {name: os.environ.pop(name, None) for name in WORKER_VARIABLES}
     if os.environ.get("NII_RESAMPLE_WORKER", "1") == "0":
         return
     me = this_process()
+    if is_this_slurm_jobs_worker(inherited, me["host"]):
+        os.environ.update(inherited)
+        return
     runs = Path(tempfile.gettempdir()) / f"nii-resample-{os.getuid()}"
     remove_ended_runs_folders(runs, me["host"])
     os.environ.update(
         NII_RESAMPLE_WORKER_DIR=str(runs / f"{me['host']}-{me['pid']}-{me['start']}"),
         NII_RESAMPLE_WORKER_OWNER=f"{me['pid']} {me['start']}",
+        NII_RESAMPLE_WORKER_JOB=os.environ.get("SLURM_JOB_ID", ""),
+    )
+
+
+def is_this_slurm_jobs_worker(inherited, host):
+    """Whether the inherited worker is the one of the Snakemake that runs this SLURM job,
+    on this node, still running. That Snakemake (slurm-jobstep executor) runs each of the
+    job's volumes in a Snakemake of its own (srun): they share its worker (one per SLURM
+    job, tests/slurm) instead of starting one per volume. An outer run's is never kept: it
+    runs in no SLURM job, or in another (sbatch gives each job its own SLURM_JOB_ID)."""
+    job, folder = os.environ.get("SLURM_JOB_ID"), inherited["NII_RESAMPLE_WORKER_DIR"]
+    if not job or inherited["NII_RESAMPLE_WORKER_JOB"] != job or not folder:
+        return False
+    try:
+        pid, start = inherited["NII_RESAMPLE_WORKER_OWNER"].split()
+    except (AttributeError, ValueError):
+        return False
+    return (
+        Path(folder).name == f"{host}-{pid}-{start}"
+        and pid.isdigit()
+        and not pid_is_gone(int(pid), start)
     )
     start_resident_worker_early()
 
