@@ -323,6 +323,7 @@ class WorkerWatch(threading.Thread):
         while not self.done.wait(0.1):
             for pid in _live_workers():
                 if pid in self.workers:
+                    self.workers[pid]["last_seen"] = time.monotonic()
                     continue
                 env = _environ(pid)
                 owner = int(env.get("NII_RESAMPLE_WORKER_OWNER", "0 0").split()[0])
@@ -333,6 +334,7 @@ class WorkerWatch(threading.Thread):
                     "owner_slurm_job": _environ(owner).get("SLURM_JOB_ID"),
                     "owner_command": _proc(owner, "cmdline").split("\0"),
                     "owner_ancestors": _ancestors(owner),
+                    "last_seen": time.monotonic(),
                 }
             for entry in Path("/proc").iterdir():
                 if entry.name.isdigit() and _parent(int(entry.name)) == os.getpid():
@@ -410,6 +412,16 @@ def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
         assert "slurm-jobstep" in seen["owner_command"], seen
         folder = Path(seen["socket"]).parent
         assert folder.name.startswith(f"{socket.gethostname()}-{seen['owner']}-"), seen
+
+    # (d) the outer snakemake submits and runs no volume here: the worker it starts while it
+    # plans (common.smk, start_resident_worker_early) is dismissed then, not kept for the run
+    head = [seen for seen in watch.workers.values() if seen["owner"] in watch.outer]
+    assert all(seen["last_seen"] < ended - 10 for seen in head), head
+    # (e) a volume's threads are the CPUs of its SLURM job (the profile's `cores: 1`), not
+    # those of the node (2) that the Snakemake running one volume under srun (--cores all) has
+    for name in names:
+        text = (work / "out" / "logs" / "resample_volume" / f"{name}.log").read_text()
+        assert "threads=1)" in text, text
 
     # (c) nothing of these SLURM jobs outlives the run by more than 2 s: no worker process,
     # no worker folder (other runs on this machine may have theirs)

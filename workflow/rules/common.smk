@@ -186,11 +186,25 @@ def threads_per_volume(threads_per_job):
         on_cluster = workflow.remote_exec or (
             plugin is not None and not plugin.common_settings.local_exec
         )
+        if workflow.remote_exec:
+            cores = cluster_job_cpus(cores)
         if on_cluster and isinstance(cores, int) and cores > 0:
             return cores
         return threads_per_job
 
     return threads
+
+
+def cluster_job_cpus(cores):
+    """Inside a cluster job, the CPUs it was given: its Snakemake runs each volume in a
+    Snakemake of its own (srun) started with `--cores all`, which would otherwise be every
+    CPU of the node (tests/slurm)."""
+    given = [len(os.sched_getaffinity(0))]
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        given.append(int(os.environ["SLURM_CPUS_PER_TASK"]))
+    if isinstance(cores, int) and cores > 0:
+        given.append(cores)
+    return min(given)
 
 
 wildcard_constraints:
@@ -433,6 +447,7 @@ def name_resident_worker():
         NII_RESAMPLE_WORKER_OWNER=f"{me['pid']} {me['start']}",
         NII_RESAMPLE_WORKER_JOB=os.environ.get("SLURM_JOB_ID", ""),
     )
+    start_resident_worker_early()
 
 
 def is_this_slurm_jobs_worker(inherited, host):
@@ -453,7 +468,6 @@ def is_this_slurm_jobs_worker(inherited, host):
         and pid.isdigit()
         and not pid_is_gone(int(pid), start)
     )
-    start_resident_worker_early()
 
 
 RESIDENT_WORKER_STARTER = None
