@@ -97,8 +97,9 @@ def final_targets(wildcards):
 def schedule_linearly_locally():
     """Without a cluster, keep Snakemake's cost per job flat however many volumes wait
     (docs/benchmarks.md, "Start-up per job"). Each scheduling round stats the input of every
-    waiting job: consider 100 of them per round (the volumes are independent; not with
-    several grids, whose decode-then-resample order needs every priority seen). And lift
+    waiting job: consider 4 per core (at least 16) per round: a round starts at most one
+    job per free core, and the volumes are independent (not with several grids, whose
+    decode-then-resample order needs every priority seen). And lift
     the default limit of 100 job starts per second: it protects a cluster's scheduler, and
     locally adds a round per second per round before it (and ~1 s at the end). A value
     given on the command line is kept. Called once the settings exist (final_targets).
@@ -112,7 +113,8 @@ def schedule_linearly_locally():
     ):
         return
     if settings.subsample is None and not any(d.decodes for d in DATASETS):
-        settings.subsample = 100
+        cores = workflow.resource_settings.cores
+        settings.subsample = max(16, 4 * cores) if isinstance(cores, int) else 100
     limit = settings.max_jobs_per_timespan
     # Snakemake's default, "100/1s":
     if limit is not None and limit.max_jobs == 100 and limit.timespan == 1:
