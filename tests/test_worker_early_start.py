@@ -130,3 +130,40 @@ def test_a_dry_run_starts_no_worker(tmp_path):
     runs = tmp_path / "tmp" / f"nii-resample-{os.getuid()}"
     assert not runs.exists() or not list(runs.iterdir()), "a dry run made a worker folder"
     assert not list((tmp_path / "out").glob("v*/v*_resampled.nii.gz"))
+
+
+PRELOADED_THEN_JOBS = """
+import sys
+from pathlib import Path
+from nii_resample import resident
+resident.preload()
+import resample
+before = set(sys.modules)
+folder = Path(sys.argv[1])
+for name, extra in (("image", ["--threads", "2"]), ("labels", []), ("nan", [])):
+    files = [f"--{kind}={folder / (name + '.' + kind)}" for kind in ("log", "record", "failure-record")]
+    status = resample.main([str(folder / f"{name}.nii.gz"), str(folder / f"{name}_out.nii.gz"),
+                            "14", "12", "9", *extra, *files])
+    assert status == 0, (folder / f"{name}.log").read_text()
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_worker_imports_what_jobs_use_before_it_forks(tmp_path):
+    """A module a job imports for itself is imported again by every forked child: the
+    worker's preload has them all (image on 2 threads, label map, NaN map; SimpleITK, for
+    the non-default itk engine only, stays a job's own import)."""
+    import numpy as np
+
+    data = smooth_volume((28, 24, 16))
+    write_nifti(tmp_path / "image.nii.gz", data, affine_from((1.0, 1.0, 2.0)))
+    write_nifti(tmp_path / "labels.nii.gz", (np.indices((28, 24, 16)).sum(axis=0) // 9 % 4).astype(np.uint8),
+                affine_from((1.0, 1.0, 2.0)))
+    nan = data.astype(np.float32)
+    nan[:4] = np.nan
+    write_nifti(tmp_path / "nan.nii.gz", nan, affine_from((1.0, 1.0, 2.0)))
+    result = subprocess.run([sys.executable, "-c", PRELOADED_THEN_JOBS, str(tmp_path)], capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO / "scripts")),
+                            cwd=REPO / "scripts")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [], f"imported by the jobs, not by the worker: {result.stdout}"

@@ -55,6 +55,14 @@ def preload() -> None:
     import resample  # noqa: F401  (scripts/resample.py: scripts/ is sys.path[0])
     from . import engine, jobs, nifti, volume  # noqa: F401
 
+    # Imported by the jobs only when first used, so by every child: ~10 ms of an image's
+    # ~90 ms job (np.unique imports numpy.ma), ~0.1 s of a label map's (scipy.ndimage);
+    # tests/test_worker_early_start.py checks that jobs import nothing more.
+    from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (threads > 1)
+    import numpy.ma  # noqa: F401
+    import scipy.ndimage  # noqa: F401  (label maps, anti-aliasing)
+    import threadpoolctl  # noqa: F401
+
 
 def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
     """A job (scripts/resample_job.py's send_job): an 8-byte length with the client's fds
