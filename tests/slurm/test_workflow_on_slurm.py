@@ -440,3 +440,35 @@ def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
     assert not left, left
     print(f"--- workers {worker_of} (SLURM job: pid) in {sorted(map(str, folders))}; "
           f"run {ended - started:.1f}s")
+
+
+def test_several_grids_are_bundled_by_volume(snakemake_python, slurm_cluster, tmp_path):
+    """The rules of several grids are named per grid (resample_volume_<grid>, decode_volume):
+    their group is set in the rules, so the profile's group-components bundles them all. Four
+    volumes on two grids, two volumes per SLURM job: 2 jobs, each running its volumes'
+    decoding and both grids."""
+    work = tmp_path / "work"
+    names = [f"vol_{index}" for index in range(4)]
+    for index, name in enumerate(names):
+        write_nifti(work / "in" / f"{name}.nii.gz", smooth_volume((20, 18, 12), seed=index),
+                    affine_from((0.8, 1.1, 2.5)))
+    write_config(work, nii_folder="in", output_path="out", qc=False,
+                 grids={"low": {"desired_volume": [8, 7, 6]}, "mm": {"desired_spacing": [2.0, 2.0, 3.0]}})
+    earlier_jobs = set(_slurm_jobs(slurm_cluster))
+    rc, out = _snakemake(snakemake_python, work, slurm_cluster.env,
+                         cluster_args=["--slurm-keep-successful-logs", *TEST_CLUSTER_ARGS])
+    print(out[-3000:])
+    assert rc == 0, out
+    jobs = {job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs}
+    assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED"], jobs
+    ran = {}
+    for job in jobs:
+        (slurm_log,) = (work / ".snakemake" / "slurm_logs").glob(f"group_resample*/{job}.log")
+        text = slurm_log.read_text()
+        ran[job] = {name for name in names if f"prefix={name}" in text}
+        for rule in ("decode_volume", "resample_volume_low", "resample_volume_mm"):
+            assert f"rule {rule}:" in text or f"localrule {rule}:" in text, (rule, text[-2000:])
+    assert sorted(map(len, ran.values())) == [2, 2] and set.union(*ran.values()) == set(names), ran
+    for name in names:
+        assert nib.load(work / "out" / "low" / name / f"{name}_resampled.nii.gz").shape == (8, 7, 6)
+        assert (work / "out" / "mm" / name / f"{name}_resampled.nii.gz").exists()

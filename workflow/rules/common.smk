@@ -167,7 +167,7 @@ onstart:
 
 
 def keep_going_inside_cluster_groups():
-    """A cluster job running a group of volumes (profile: groups/group-components) is an
+    """A cluster job running a group of volumes (rule groups, profile group-components) is an
     inner Snakemake started without --keep-going: one bad volume would stop the rest of its
     group. Let the group finish every volume; the group still reports the failure. (Called
     from an input function: execution settings do not exist yet while this file is read.)
@@ -201,9 +201,9 @@ def cluster_job_cpus(cores):
     """Inside a cluster job, the CPUs it was given: its Snakemake runs each volume in a
     Snakemake of its own (srun) started with `--cores all`, which would otherwise be every
     CPU of the node (tests/slurm)."""
-    given = [len(os.sched_getaffinity(0))]
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        given.append(int(os.environ["SLURM_CPUS_PER_TASK"]))
+    given, slurm_cpus = [len(os.sched_getaffinity(0))], os.environ.get("SLURM_CPUS_PER_TASK")
+    if slurm_cpus and slurm_cpus.isdigit():
+        given.append(int(slurm_cpus))
     if isinstance(cores, int) and cores > 0:
         given.append(cores)
     return min(given)

@@ -1,7 +1,7 @@
 """Quality control: before/after pictures of every volume, a dataset overview, and the
 manifest as a table, all in `snakemake --report report.html`. The dataset-wide ones are
 cheap and run locally; the per-volume pictures read whole volumes, so on a cluster they are
-submitted like the resample jobs (and can share their group: see workflow/profiles/slurm).
+submitted like the resample jobs, in their group (CLUSTER_GROUP, common.smk).
 """
 
 from nii_resample.qc import report_labels
@@ -25,6 +25,8 @@ for TARGET in TARGETS:
             ),
         log:
             TARGET.log("qc_figure", TARGET.key),
+        group:
+            CLUSTER_GROUP
         conda:
             "../envs/resample.yaml"
         params:

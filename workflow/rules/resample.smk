@@ -4,6 +4,11 @@ each .nii.gz is first decoded once (decode_volume) for all of them (README, "Sev
 
 # The job is a small client of the run's resident worker (scripts/resample_job.py, -S: no
 # site-packages to import), which falls back to running scripts/resample.py in-process.
+# On a cluster, a volume's jobs (its decoding, its grids' resamples, its QC pictures) form
+# one group, and `group-components: resample=N` (workflow/profiles/slurm) bundles N volumes
+# per cluster job, whatever the rules are called (datasets and grids name them). Ignored in
+# local runs.
+CLUSTER_GROUP = "resample"
 RESAMPLE_SHELL = (
     "python3 -S {params.script:q} {input.volume:q} {output.volume:q} {params.options}"
     " --threads {threads} --log {log:q} --record {params.record:q}"
@@ -27,6 +32,8 @@ for DATASET in DATASETS:
             log:
                 f"{DATASET.out}/logs/decode_volume/{DATASET.targets[0].key}.log",
             priority: 0
+            group:
+                CLUSTER_GROUP
             conda:
                 "../envs/resample.yaml"
             params:
@@ -68,6 +75,8 @@ for TARGET in TARGETS:
         benchmark:
             f"{TARGET.root}/benchmarks/resample_volume/{TARGET.key}.tsv"
         priority: 10 if TARGET.dataset.decodes else 0
+        group:
+            CLUSTER_GROUP
         conda:
             "../envs/resample.yaml"
         threads: threads_per_volume(TARGET.config["threads_per_job"])
