@@ -201,7 +201,8 @@ def cluster_job_cpus(cores):
     """Inside a cluster job, the CPUs it was given: its Snakemake runs each volume in a
     Snakemake of its own (srun) started with `--cores all`, which would otherwise be every
     CPU of the node (tests/slurm)."""
-    given, slurm_cpus = [len(os.sched_getaffinity(0))], os.environ.get("SLURM_CPUS_PER_TASK")
+    given = [len(os.sched_getaffinity(0))]
+    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
     if slurm_cpus and slurm_cpus.isdigit():
         given.append(int(slurm_cpus))
     if isinstance(cores, int) and cores > 0:
