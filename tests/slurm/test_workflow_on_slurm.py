@@ -257,7 +257,7 @@ def test_generic_cluster_plugin_submits_through_sbatch(snakemake_python, slurm_c
     jobs = {
         job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs
     }
-    assert len(jobs) == 3, jobs  # one sbatch per volume (no grouping without the profile)
+    assert len(jobs) == 3, jobs  # one sbatch per volume (without the profile, one volume per group)
     assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED", "FAILED"], jobs
     for name in GOOD[:2]:
         _check_output(work, name, *inputs[name][1:])
@@ -308,6 +308,18 @@ def _live_workers() -> list[int]:
     return [pid for pid in named if _parent(pid) not in named]
 
 
+def _two_completed_jobs(cluster, earlier_jobs, work) -> dict:
+    """The run's SLURM jobs, two and both COMPLETED: {job id: its SLURM log (it names the
+    volumes it ran; kept with --slurm-keep-successful-logs)}."""
+    jobs = {job: state for job, state in _slurm_jobs(cluster).items() if job not in earlier_jobs}
+    assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED"], jobs
+    logs = {}
+    for job in jobs:
+        (slurm_log,) = (work / ".snakemake" / "slurm_logs").glob(f"group_resample*/{job}.log")
+        logs[job] = slurm_log.read_text()
+    return logs
+
+
 class WorkerWatch(threading.Thread):
     """Notes, 10 times a second while a run goes on, every resident worker alive (its socket,
     the SLURM job it was started in, its owner and where that owner runs) and the outer
@@ -332,6 +344,8 @@ class WorkerWatch(threading.Thread):
                     "slurm_job": env.get("SLURM_JOB_ID"),
                     "owner": owner,
                     "owner_slurm_job": _environ(owner).get("SLURM_JOB_ID"),
+                    "slurm_step": env.get("SLURM_STEP_ID"),
+                    "owner_slurm_step": _environ(owner).get("SLURM_STEP_ID"),
                     "owner_command": _proc(owner, "cmdline").split("\0"),
                     "owner_ancestors": _ancestors(owner),
                     "last_seen": time.monotonic(),
@@ -367,16 +381,11 @@ def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
         watch.join()
     print(out[-3000:])
     assert rc == 0, out
-    jobs = {job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs}
-    assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED"], jobs
-
-    # Which volumes each SLURM job ran (its log names them), and which worker ran each volume
-    # (the first line of the volume's log).
-    volumes_of = {}
-    for job in jobs:
-        (slurm_log,) = (work / ".snakemake" / "slurm_logs").glob(f"group_resample*/{job}.log")
-        text = slurm_log.read_text()
-        volumes_of[job] = {name for name in names if f"prefix={name}" in text}
+    # Which volumes each SLURM job ran, and which worker ran each volume (the first line of
+    # the volume's log).
+    logs = _two_completed_jobs(slurm_cluster, earlier_jobs, work)
+    jobs = set(logs)
+    volumes_of = {job: {name for name in names if f"prefix={name}" in text} for job, text in logs.items()}
     assert sorted(map(len, volumes_of.values())) == [3, 3], volumes_of
     assert set.union(*volumes_of.values()) == set(names)
     run_by = {}
@@ -407,6 +416,10 @@ def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
         assert seen["slurm_job"] == job, seen
         assert seen["owner"] not in watch.outer, seen
         assert seen["owner_slurm_job"] == job, seen
+        # started by the job's own Snakemake while it planned (common.smk,
+        # start_resident_worker_early), in its step, not in the srun step of a volume (with
+        # cgroup process tracking, SLURM ends a step's processes with the step)
+        assert seen["slurm_step"] == seen["owner_slurm_step"], seen
         assert "slurmstepd" in seen["owner_ancestors"], seen
         # the Snakemake of the job itself, not the one it runs for a single volume (srun)
         assert "slurm-jobstep" in seen["owner_command"], seen
@@ -459,12 +472,8 @@ def test_several_grids_are_bundled_by_volume(snakemake_python, slurm_cluster, tm
                          cluster_args=["--slurm-keep-successful-logs", *TEST_CLUSTER_ARGS])
     print(out[-3000:])
     assert rc == 0, out
-    jobs = {job: state for job, state in _slurm_jobs(slurm_cluster).items() if job not in earlier_jobs}
-    assert sorted(jobs.values()) == ["COMPLETED", "COMPLETED"], jobs
     ran = {}
-    for job in jobs:
-        (slurm_log,) = (work / ".snakemake" / "slurm_logs").glob(f"group_resample*/{job}.log")
-        text = slurm_log.read_text()
+    for job, text in _two_completed_jobs(slurm_cluster, earlier_jobs, work).items():
         ran[job] = {name for name in names if f"prefix={name}" in text}
         for rule in ("decode_volume", "resample_volume_low", "resample_volume_mm"):
             assert f"rule {rule}:" in text or f"localrule {rule}:" in text, (rule, text[-2000:])
