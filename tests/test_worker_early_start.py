@@ -107,6 +107,14 @@ def snakemake(tmp_path, *extra):
                             text=True)
 
 
+def zombie_of(pid: int, parent: int) -> bool:
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] == "Z" and int(fields[1]) == parent
+
+
 def test_a_run_starts_its_worker_before_its_first_job(tmp_path):
     process = snakemake(tmp_path)
     order = []
@@ -117,9 +125,16 @@ def test_a_run_starts_its_worker_before_its_first_job(tmp_path):
             if running and what not in order:
                 order.append(what)
         time.sleep(0.002)
+    # Its starter ends once the worker listens, and is reaped at once: no zombie child of
+    # snakemake for the rest of the run.
+    zombies = []
+    if wait_until(lambda: not processes_naming("--start-worker"), 30) and process.poll() is None:
+        time.sleep(0.2)
+        zombies = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if zombie_of(pid, process.pid)]
     console, _ = process.communicate(timeout=300)
     assert process.returncode == 0, console
     assert order[:1] == ["starter"], f"seen in this order: {order}"
+    assert not zombies, zombies
     assert len(list((tmp_path / "out").glob("v*/v*_resampled.nii.gz"))) == 3
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from glob import escape as glob_escape
 from pathlib import Path
 
@@ -508,6 +509,8 @@ def start_resident_worker_early():
         start_new_session=True,
         env={**os.environ, **threads},
     )
+    # Reaped as soon as it ends (once the worker listens): no zombie for the run's length.
+    threading.Thread(target=RESIDENT_WORKER_STARTER.wait, daemon=True).start()
 
 
 def dismiss_resident_worker():
