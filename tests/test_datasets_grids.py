@@ -225,3 +225,11 @@ def test_an_undecodable_volume_fails_on_every_grid_the_others_finish(tmp_path, m
         assert not (tmp_path / "out" / grid / "mri").exists()
     assert len(_manifest(tmp_path / "out" / "failures.tsv")) == 2
     assert not list((tmp_path / "out").rglob("*.partial"))
+    # Each failure line points at the log that says why: the decoding's.
+    decode_log = tmp_path / "out" / "logs" / "decode_volume" / "mri.log"
+    assert "truncated" in decode_log.read_text()
+    lines = [line for line in result.output.splitlines() if line.startswith("  mri.nii.gz: the file is truncated")]
+    assert len(lines) == 2 and all(line.endswith(f"[log: {decode_log}]") for line in lines), lines
+    # Counted as what failed: one volume on two grids, out of 2 volumes x 2 grids.
+    assert "2 of 4 results (2 volumes x 2 grids) failed" in result.output
+    assert "manifest.tsv lists all 4 results: 2 resampled, 2 failed" in result.output

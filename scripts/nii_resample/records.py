@@ -69,6 +69,24 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def _mtime(path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _failed_step_log(job: dict) -> str:
+    """The log that says why `job` failed: its own, or (several grids) that of the decoding
+    of its volume when that is newer: a volume that could not be decoded never reached its
+    resample jobs, whose logs are then missing or from an earlier run."""
+    decode_log = job.get("decode_log")
+    own, decoded = _mtime(job["log"]), _mtime(decode_log) if decode_log else None
+    if decoded is not None and (own is None or decoded > own):
+        return decode_log
+    return job["log"]
+
+
 def collect_failures(expected: list[dict]) -> list[dict]:
     """Failures among `expected` jobs (dicts with input_path, output_path, failure_path, log).
 
@@ -82,7 +100,7 @@ def collect_failures(expected: list[dict]) -> list[dict]:
         if Path(job["failure_path"]).exists():
             rows = read_rows(job["failure_path"])
             if rows:
-                failures.append({**rows[0], "log": job["log"]})
+                failures.append({**rows[0], "log": _failed_step_log(job)})
                 continue
         log = job["log"] if Path(job["log"]).exists() else "none (see Snakemake's own log)"
         failures.append(

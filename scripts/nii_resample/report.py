@@ -54,18 +54,21 @@ def _rounded(vector_text: str) -> str:
     return " x ".join(f"{float(value):.4g}" for value in vector_text.split(","))
 
 
-def print_failures(failures: list[dict], report_path, n_volumes: int, manifest_path=None) -> None:
-    """The failed volumes, one line each; where they and the others are listed."""
+def print_failures(
+    failures: list[dict], report_path, n_volumes: int, manifest_path=None, n_grids: int = 1
+) -> None:
+    """The failed volumes, one line each; where they and the others are listed. With several
+    grids a failure is one volume on one grid: counted as such, out of volumes x grids."""
     if not failures:
         return
-    lines = [
-        "",
-        f"{len(failures)} of {n_volumes} volumes failed (listed in {report_path}):",
-    ]
+    results = n_volumes * n_grids
+    unit = "volumes" if n_grids == 1 else f"results ({n_volumes} volumes x {n_grids} grids)"
+    lines = ["", f"{len(failures)} of {results} {unit} failed (listed in {report_path}):"]
     lines += [f"  {failure['reason']}  [log: {failure['log']}]" for failure in failures]
     if manifest_path is not None and Path(manifest_path).exists():
         lines.append(
-            f"{manifest_path} lists all {n_volumes} volumes: {n_volumes - len(failures)} "
-            f"resampled, {len(failures)} failed (status failed); the next run rebuilds it."
+            f"{manifest_path} lists all {results} {unit.split(' (')[0]}: "
+            f"{results - len(failures)} resampled, {len(failures)} failed (status failed); "
+            "the next run rebuilds it."
         )
     print("\n".join(lines), flush=True)

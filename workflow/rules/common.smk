@@ -302,6 +302,12 @@ class Target:
                 "log": self.log("resample_volume", key),
                 "grid": self.grid["label"],
                 "options": self.options(key),
+                # A volume that cannot be decoded fails in decode_volume: its log says why.
+                **(
+                    {"decode_log": self.dataset.decode_log(key)}
+                    if self.dataset.decodes
+                    else {}
+                ),
             }
             for key, path in self.dataset.volumes.items()
         ]
@@ -373,6 +379,9 @@ class Dataset:
         if isinstance(pattern, str):
             return ancient(pattern)
         return lambda wildcards: ancient(pattern(wildcards))
+
+    def decode_log(self, key):
+        return f"{self.out}/logs/decode_volume/{key}.log"
 
     def decode_failures(self, wildcards):
         """Each grid's failure record and output, for a gzip that cannot be decoded."""

@@ -53,6 +53,7 @@ onerror:
         print_failures(
             failures,
             f"{dataset.out}/failures.tsv",
-            len(jobs),
+            len(dataset.volumes),
             dataset.manifest if written else None,
+            n_grids=len(dataset.targets),
         )

@@ -30,7 +30,7 @@ for DATASET in DATASETS:
             output:
                 volume=DATASET.decoded(DATASET.targets[0].key),
             log:
-                f"{DATASET.out}/logs/decode_volume/{DATASET.targets[0].key}.log",
+                DATASET.decode_log(DATASET.targets[0].key),
             priority: 0
             group:
                 CLUSTER_GROUP
