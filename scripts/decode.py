@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from nii_resample.errors import VolumeError
-from nii_resample.nifti import _decompress, atomic_write
+from nii_resample.files import atomic_write
+from nii_resample.nifti import _decompress
 from nii_resample.records import write_failure
 
 

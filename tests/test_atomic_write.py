@@ -9,13 +9,13 @@ import sys
 import time
 
 from support import REPO
-from nii_resample.nifti import atomic_write_bytes, remove_stale_partials
+from nii_resample.files import atomic_write_bytes, remove_stale_partials
 
 # A writer in its own process: writes half, waits for `go` (if given), writes the rest.
 WRITER = """
 import sys, time
 from pathlib import Path
-from nii_resample.nifti import atomic_write
+from nii_resample.files import atomic_write
 target, go = Path(sys.argv[1]), Path(sys.argv[2])
 def write(stream):
     stream.write(b"first half;")

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from .records import write_failures_report, write_manifest
-from .nifti import remove_stale_partials
+from .files import remove_stale_partials
 from .plan import output_file, plan_run
 from .options import DEFAULTS, options_doc
 from .settings import job_options, normalise_config

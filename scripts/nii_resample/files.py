@@ -62,6 +62,14 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     atomic_write(path, lambda stream: stream.write(payload))
 
 
+def modified_ns(path) -> int | None:
+    """The file's modification time (ns), or None if it does not exist."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 def _creator_is_gone(path: Path, leftover: Path) -> bool:
     """Whether the temporary file `leftover` of `path` was made by a process of this host
     that has ended (names without a creator, from another host or version, are kept)."""

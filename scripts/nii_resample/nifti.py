@@ -16,7 +16,7 @@ import numpy as np
 from isal import igzip
 
 from .errors import VolumeError
-from .files import atomic_write, atomic_write_bytes, remove_stale_partials  # noqa: F401 (re-exported)
+from .files import atomic_write
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Largest NIfTI header (NIfTI-2); enough bytes to parse any header.

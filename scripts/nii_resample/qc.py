@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, modified_ns
 
 if TYPE_CHECKING:
     import numpy as np
@@ -356,17 +356,10 @@ def report_labels(prefix: str, record_path) -> dict:
     return {"volume": prefix, "kind": (kind or "image").replace("_", " ")}
 
 
-def _mtime(path) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
 def _older(path, *sources) -> bool:
     """Whether `path` is missing or older than any of `sources` (a missing source counts)."""
-    made = _mtime(path)
-    times = [_mtime(source) for source in sources]
+    made = modified_ns(path)
+    times = [modified_ns(source) for source in sources]
     return made is None or any(time is None or time > made for time in times)
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import RecordNotRebuilt
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, modified_ns
 
 # Manifest columns, in order; README.md documents each one.
 RECORD_COLUMNS = (
@@ -69,19 +69,12 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def _mtime(path) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
-
-
 def _failed_step_log(job: dict) -> str:
     """The log that says why `job` failed: its own, or (several grids) that of the decoding
     of its volume when that is newer: a volume that could not be decoded never reached its
     resample jobs, whose logs are then missing or from an earlier run."""
     decode_log = job.get("decode_log")
-    own, decoded = _mtime(job["log"]), _mtime(decode_log) if decode_log else None
+    own, decoded = modified_ns(job["log"]), modified_ns(decode_log) if decode_log else None
     if decoded is not None and (own is None or decoded > own):
         return decode_log
     return job["log"]

@@ -14,14 +14,8 @@ from .grids import size_ratios, target_grid
 from .errors import VolumeError
 from .labels import detect_label_map, resample_label_map
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
-from .nifti import (
-    Volume,
-    itk_geometry,
-    read_volume,
-    remove_stale_partials,
-    resampled_affine,
-    write_volume,
-)
+from .files import remove_stale_partials
+from .nifti import Volume, itk_geometry, read_volume, resampled_affine, write_volume
 
 
 
