@@ -62,12 +62,13 @@ def print_failures(
     if not failures:
         return
     results = n_volumes * n_grids
-    unit = "volumes" if n_grids == 1 else f"results ({n_volumes} volumes x {n_grids} grids)"
-    lines = ["", f"{len(failures)} of {results} {unit} failed (listed in {report_path}):"]
+    noun = "volumes" if n_grids == 1 else "results"
+    counted = noun if n_grids == 1 else f"{noun} ({n_volumes} volumes x {n_grids} grids)"
+    lines = ["", f"{len(failures)} of {results} {counted} failed (listed in {report_path}):"]
     lines += [f"  {failure['reason']}  [log: {failure['log']}]" for failure in failures]
     if manifest_path is not None and Path(manifest_path).exists():
         lines.append(
-            f"{manifest_path} lists all {results} {unit.split(' (')[0]}: "
+            f"{manifest_path} lists all {results} {noun}: "
             f"{results - len(failures)} resampled, {len(failures)} failed (status failed); "
             "the next run rebuilds it."
         )

@@ -105,13 +105,8 @@ def schedule_linearly_locally():
     locally adds a round per second per round before it (and ~1 s at the end). A value
     given on the command line is kept. Called once the settings exist (final_targets).
     """
-    settings, plugin = workflow.scheduling_settings, workflow.executor_plugin
-    if (
-        settings is None
-        or workflow.remote_exec
-        or plugin is None
-        or not plugin.common_settings.local_exec
-    ):
+    settings = workflow.scheduling_settings
+    if settings is None or workflow.executor_plugin is None or on_cluster():
         return
     if settings.subsample is None and not any(d.decodes for d in DATASETS):
         cores = workflow.resource_settings.cores
@@ -185,17 +180,23 @@ def threads_per_volume(threads_per_job):
 
     def threads(wildcards):
         cores = workflow.resource_settings.cores
-        plugin = workflow.executor_plugin
-        on_cluster = workflow.remote_exec or (
-            plugin is not None and not plugin.common_settings.local_exec
-        )
         if workflow.remote_exec:
             cores = cluster_job_cpus(cores)
-        if on_cluster and isinstance(cores, int) and cores > 0:
+        if on_cluster() and isinstance(cores, int) and cores > 0:
             return cores
         return threads_per_job
 
     return threads
+
+
+def on_cluster():
+    """Whether jobs go to a cluster: this Snakemake submits them (a non-local executor), or
+    is itself the inner one of a cluster job. Known once the executor is (input functions,
+    per-job callables), not while this file is read."""
+    plugin = workflow.executor_plugin
+    return workflow.remote_exec or (
+        plugin is not None and not plugin.common_settings.local_exec
+    )
 
 
 def cluster_job_cpus(cores):
