@@ -5,6 +5,7 @@ mid-volume costs that volume nothing (its client runs it in-process)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -72,6 +73,18 @@ def owner_env(tmp_path, owner_pid: int) -> dict:
     return env
 
 
+@contextlib.contextmanager
+def stand_in_run(tmp_path):
+    """(process, jobs' environment) of a stand-in for the run's Snakemake: the worker lives
+    as long as it does; killed on the way out."""
+    owner = subprocess.Popen(["sleep", "300"])
+    try:
+        yield owner, owner_env(tmp_path, owner.pid)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
 def job(tmp_path, script, source, name, env, *extra):
     """One job as the rule runs it (python3 -S for the client), with its own job files."""
     files = tmp_path / name
@@ -106,9 +119,7 @@ def job_files(files: Path) -> dict:
 
 
 def test_job_through_the_worker_writes_what_the_in_process_job_writes(tmp_path):
-    owner = subprocess.Popen(["sleep", "300"])
-    try:
-        env = owner_env(tmp_path, owner.pid)
+    with stand_in_run(tmp_path) as (owner, env):
         good = write_nifti(tmp_path / "ct.nii.gz", smooth_volume((20, 18, 9)), affine_from((0.8, 0.9, 2.5)))
         truncated = tmp_path / "bad.nii.gz"
         truncated.write_bytes(good.read_bytes()[:-40])
@@ -134,9 +145,6 @@ def test_job_through_the_worker_writes_what_the_in_process_job_writes(tmp_path):
         assert np.array_equal(np.asanyarray(made.dataobj), np.asanyarray(reference.dataobj))
         usage, _ = job(tmp_path, CLIENT, good, "usage", env, "--threads", "x")
         assert usage.returncode == 2 and "--threads: invalid int value" in usage.stderr
-    finally:
-        owner.kill()
-        owner.wait()
     # Its owner (the run's Snakemake) gone, the worker ends and removes the run's folder.
     assert wait_until(lambda: not workers_of(owner.pid), 5)
     assert not Path(env["NII_RESAMPLE_WORKER_DIR"]).exists()
@@ -157,9 +165,7 @@ def most_threads(pids_of, seconds) -> int:
 
 
 def test_the_jobs_threads_reach_the_forked_child(tmp_path):
-    owner = subprocess.Popen(["sleep", "300"])
-    try:
-        env = owner_env(tmp_path, owner.pid)
+    with stand_in_run(tmp_path) as (owner, env):
         source = write_nifti(tmp_path / "ct.nii.gz", smooth_volume((160, 160, 60)), affine_from((0.8, 0.8, 2.0)))
         job(tmp_path, CLIENT, source, "warm", env)  # starts the worker
         (worker,) = workers_of(owner.pid)
@@ -173,9 +179,6 @@ def test_the_jobs_threads_reach_the_forked_child(tmp_path):
             assert running.wait(timeout=120) == 0
         # ITK's pool runs the job's threads (the worker itself computes nothing).
         assert seen[1] <= 2 < 3 <= seen[3]
-    finally:
-        owner.kill()
-        owner.wait()
 
 
 def start_run(tmp_path, count, shape, cores="1"):

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from test_resident_worker import CLIENT, job, owner_env, processes_naming, wait_until, workers_of
+from test_resident_worker import CLIENT, job, processes_naming, stand_in_run, wait_until, workers_of
 
 from support import REPO, SNAKEFILE, affine_from, smooth_volume, write_config, write_nifti
 from nii_resample.resident import DISMISSED_MARK
@@ -23,15 +24,8 @@ def start_only(env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def owner():
-    """A stand-in for the run's Snakemake: the worker lives as long as it does."""
-    return subprocess.Popen(["sleep", "300"])
-
-
 def test_start_worker_leaves_a_listening_worker_that_the_jobs_use(tmp_path):
-    run = owner()
-    try:
-        env = owner_env(tmp_path, run.pid)
+    with stand_in_run(tmp_path) as (run, env):
         started = start_only(env)
         assert started.returncode == 0 and not started.stdout and not started.stderr
         (worker,) = workers_of(run.pid)  # listening already: the starter waits for it
@@ -43,18 +37,13 @@ def test_start_worker_leaves_a_listening_worker_that_the_jobs_use(tmp_path):
         assert workers_of(run.pid) == [worker]
         assert start_only(env).returncode == 0  # a second start finds it: still one
         assert workers_of(run.pid) == [worker]
-    finally:
-        run.kill()
-        run.wait()
     assert wait_until(lambda: not workers_of(run.pid), 5)
 
 
 def test_the_starter_and_a_job_arriving_together_make_one_worker(tmp_path):
     source = write_nifti(tmp_path / "v.nii.gz", smooth_volume((20, 18, 12)), affine_from((1.0, 1.0, 2.0)))
     for attempt in range(3):
-        run = owner()
-        try:
-            env = owner_env(tmp_path, run.pid)
+        with stand_in_run(tmp_path) as (run, env):
             results = {}
             starter = threading.Thread(target=lambda: results.update(start=start_only(env)))
             starter.start()
@@ -63,22 +52,17 @@ def test_the_starter_and_a_job_arriving_together_make_one_worker(tmp_path):
             assert result.returncode == 0 and results["start"].returncode == 0, result.stderr
             assert "in-process" not in result.stderr
             assert len(workers_of(run.pid)) == 1
-        finally:
-            run.kill()
-            run.wait()
         assert wait_until(lambda: not workers_of(run.pid), 5)
 
 
 def test_a_dismissed_worker_ends_and_a_late_job_runs_in_process(tmp_path):
-    run = owner()
-    try:
-        env = owner_env(tmp_path, run.pid)
-        folder = env["NII_RESAMPLE_WORKER_DIR"]
+    with stand_in_run(tmp_path) as (run, env):
+        folder = Path(env["NII_RESAMPLE_WORKER_DIR"])
         start_only(env)
-        (worker,) = workers_of(run.pid)
+        assert workers_of(run.pid)
         # What dismiss_resident_worker does to a listening worker: mark, remove the socket.
-        (tmp_path / folder / DISMISSED_MARK).touch()
-        for socket_path in (tmp_path / folder).glob("*.sock"):
+        (folder / DISMISSED_MARK).touch()
+        for socket_path in folder.glob("*.sock"):
             socket_path.unlink()
         assert wait_until(lambda: not workers_of(run.pid), 5), "a dismissed worker went on"
         # Dismissed before it listens: it ends at once, and a job still gets done, in-process.
@@ -86,9 +70,6 @@ def test_a_dismissed_worker_ends_and_a_late_job_runs_in_process(tmp_path):
         result, files = job(tmp_path, CLIENT, source, "late", env)
         assert result.returncode == 0, result.stderr
         assert (files / "out.nii.gz").exists() and not workers_of(run.pid)
-    finally:
-        run.kill()
-        run.wait()
 
 
 def snakemake(tmp_path, *extra):
