@@ -24,8 +24,8 @@ def main(argv=None, run_by=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(__doc__.splitlines()[0], wants_voxel_size(argv))
     args = vars(parser.parse_args(argv))
-    if args["desired_volume"] is None and args["desired_spacing"] is None:
-        parser.error("give X Y Z or --desired-spacing SX SY SZ")
+    if args["desired_volume"] is None and args["desired_spacing"] is None and not args["reference"]:
+        parser.error("give X Y Z, --desired-spacing SX SY SZ or --reference PATH")
     in_path, out_path = args.pop("in_path"), args.pop("out_path")
     job_files = {key: args.pop(key) for key in ("record_path", "failure_path", "log_path")}
     if any(job_files.values()):

@@ -52,12 +52,12 @@ def _hook(tmp_path, code: str):
 
         original = volume.write_volume
 
-        def write_volume(path, *args):
+        def write_volume(path, *args, **keywords):
             def before_replace(*inner):
         {code}
                 if args[-1] is not None:
                     args[-1](*inner)
-            return original(path, *args[:-1], before_replace)
+            return original(path, *args[:-1], before_replace, **keywords)
 
         volume.write_volume = write_volume
         """).format(code=textwrap.indent(textwrap.dedent(code), " " * 8)))

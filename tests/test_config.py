@@ -44,7 +44,7 @@ def test_schema_defaults_match_the_code():
     assert schema_defaults == DEFAULTS
     shipped = yaml.safe_load((REPO / "config/config.yaml").read_text())
     # desired_spacing, grids and datasets are shown commented out (they would win).
-    commented = {"desired_spacing", "grids", "datasets"}
+    commented = {"desired_spacing", "reference", "grids", "datasets"}
     assert set(shipped) == set(schema["properties"]) - commented
     shipped_text = (REPO / "config/config.yaml").read_text()
     assert all(f"# {key}:" in shipped_text for key in commented)

@@ -126,7 +126,7 @@ def test_recursive_refuses_two_inputs_with_one_output(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ({"grids": {"g": {"desired_volume": [4, 4, 4], "desired_spacing": [1, 1, 1]}}},
-     "grid 'g' must set exactly one of desired_volume and desired_spacing"),
+     "grid 'g' must set exactly one of desired_volume, desired_spacing and reference"),
     ({"grids": {"g": {"size": [4, 4, 4]}}}, "grid 'g' must set exactly one of"),
     ({"grids": {"g": {"desired_spacing": [1, 0, 1]}}},
      "grid 'g': desired_spacing must be three positive numbers"),

@@ -155,7 +155,10 @@ def test_unnamed_segmentations_are_label_maps_with_the_default_config(tmp_path):
                 affine, header=with_intent(1002))
     run_snakemake(tmp_path / "work", {"nii_folder": str(folder), "saving_mode": "folder",
                                       "output_path": str(tmp_path / "out"),
-                                      "desired_volume": [30, 25, 16]})
+                                      "desired_volume": [30, 25, 16],
+                                      # content, not layout (sub-01_dseg beside sub-01_T1w
+                                      # is a label map by layout too: test_cases.py)
+                                      "cases": "off"})
     manifest = pd.read_csv(tmp_path / "out" / "manifest.tsv", sep="\t", keep_default_na=False)
     rows = manifest.set_index(manifest["input_path"].map(lambda p: p.split("/")[-1]))
     assert rows.loc["case_001.nii.gz", "kind"] == "label_map"

@@ -65,7 +65,7 @@ def test_command_line_flags_follow_the_schema_and_reach_the_volumes(tmp_path, ma
         spec, flag = PROPERTIES[key], "--" + key.replace("_", "-")
         flags = [name for action in actions[key] for name in action.option_strings]
         assert defaults[key] == SCHEMA_DEFAULTS[key], key
-        if spec["type"] == "boolean":  # --flag / --no-flag, either way round
+        if spec.get("type") == "boolean":  # --flag / --no-flag, either way round
             assert sorted(flags) == sorted([flag, "--no-" + flag[2:]]), flags
             assert vars(parser.parse_args(["i", "o", "8", "8", "8", flag]))[key] is True
             assert vars(parser.parse_args(["i", "o", "8", "8", "8", "--no-" + flag[2:]]))[key] is False
@@ -76,6 +76,8 @@ def test_command_line_flags_follow_the_schema_and_reach_the_volumes(tmp_path, ma
             assert list(action.choices or []) == spec.get("enum", []), key
     # The special ones are kept as they were.
     assert {"--grid", "--desired-spacing", "--cores", "--no-progress"} <= set(parser._option_string_actions)
+    # A word or patterns (cases): one or more words, checked by the config's parser.
+    assert vars(parser.parse_args(["i", "o", "8", "8", "8", "--cases", "off"]))["cases"] == ["off"]
     # Wired: the command line's volumes equal the API's with the same options.
     folder, inputs = make_dataset()
     words = ["--engine", "itk", "--no-antialias", "--compression-level", "9",
@@ -133,7 +135,7 @@ def test_shipped_config_sets_exactly_the_schema_keys():
     shipped_text = (REPO / "config" / "config.yaml").read_text()
     shipped = yaml.safe_load(shipped_text)
     # desired_spacing, grids and datasets are shown commented out (they would win).
-    commented = {"desired_spacing", "grids", "datasets"}
+    commented = {"desired_spacing", "reference", "grids", "datasets"}
     assert set(shipped) == set(PROPERTIES) - commented
     assert all(f"# {key}:" in shipped_text for key in commented)
     assert not (REPO / "workflow" / "schemas").exists()  # one schema file, the package's

@@ -1,6 +1,6 @@
 """Command line: `python -m nii_resample IN OUT X Y Z [options]`, the workflow without YAML
-(or `--desired-spacing SX SY SZ`, or `--grid NAME=128x128x64 --grid NAME=1,1,1mm ...`,
-instead of X Y Z)."""
+(or `--desired-spacing SX SY SZ`, `--reference PATH`, or `--grid NAME=128x128x64 --grid
+NAME=1,1,1mm --grid NAME=atlas.nii.gz ...`, instead of X Y Z)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,14 @@ def _program_name() -> str:
 
 
 def grid_argument(text: str) -> tuple[str, dict]:
-    """--grid NAME=XxYxZ (voxels) or NAME=SX,SY,SZmm (spacing in mm)."""
+    """--grid NAME=XxYxZ (voxels), NAME=SX,SY,SZmm (spacing in mm) or NAME=PATH.nii[.gz]
+    (a reference volume's grid)."""
     name, _, spec = text.partition("=")
     spec = spec.strip()
     try:
-        if spec.lower().endswith("mm"):
+        if spec.endswith((".nii", ".nii.gz")):
+            ok, grid = True, {"reference": spec}
+        elif spec.lower().endswith("mm"):
             values = [float(v) for v in spec[:-2].split(",")]
             ok = len(values) == 3 and all(v > 0 and v != float("inf") for v in values)
             grid = {"desired_spacing": values}
@@ -36,8 +39,8 @@ def grid_argument(text: str) -> tuple[str, dict]:
         ok = False
     if not (name and ok):
         raise argparse.ArgumentTypeError(
-            f"must be NAME=XxYxZ (voxels, e.g. low=128x128x64) or NAME=SX,SY,SZmm "
-            f"(e.g. iso=1,1,1mm), got {text!r}"
+            f"must be NAME=XxYxZ (voxels, e.g. low=128x128x64), NAME=SX,SY,SZmm "
+            f"(e.g. iso=1,1,1mm) or NAME=PATH.nii.gz (a reference grid), got {text!r}"
         )
     return name, grid
 
@@ -78,6 +81,7 @@ def main(argv=None) -> int:
             args.desired_volume,
             desired_spacing=args.desired_spacing,
             grids=dict(args.grids) if args.grids else None,
+            reference=args.reference,
             cores=args.cores,
             **{key: getattr(args, key) for key in API_OPTIONS},
             progress=args.progress,

@@ -158,7 +158,7 @@ def _progress_bar(total: int, enabled):
                 else not enabled, file=sys.stderr)
 
 
-def _grid_keys(desired_volume, desired_spacing, grids) -> dict:
+def _grid_keys(desired_volume, desired_spacing, grids, reference=None) -> dict:
     """The config keys of the one grid option given; two of them is a ValueError (the
     precedence of the config files is for merged layers, not for one call)."""
     given = {
@@ -167,12 +167,13 @@ def _grid_keys(desired_volume, desired_spacing, grids) -> dict:
             ("desired_volume", desired_volume),
             ("desired_spacing", desired_spacing),
             ("grids", grids),
+            ("reference", None if reference is None else os.fspath(reference)),
         )
         if value is not None
     }
     if len(given) != 1:
         raise ValueError(
-            "give exactly one of desired_volume, desired_spacing and grids, got "
+            "give exactly one of desired_volume, desired_spacing, grids and reference, got "
             + (", ".join(given) or "none")
         )
     if "desired_spacing" in given:
@@ -189,7 +190,9 @@ def resampling_dataset(
     *,
     desired_spacing=None,
     grids: dict | None = None,
+    reference=None,
     recursive: bool = False,
+    cases="auto",
     cores: int | None = None,
     engine: str = "fast",
     interpolation: str = "bspline",
@@ -205,7 +208,9 @@ def resampling_dataset(
     """Resample every `.nii.gz` in `nii_folder` to `desired_volume` = (X, Y, Z) voxels, or to
     `desired_spacing` = (sx, sy, sz) mm, or onto several `grids` = {name: {"desired_volume":
     (X, Y, Z)} or {"desired_spacing": (sx, sy, sz)}} (give one of the three; each grid is
-    written under output_path/<name>/, each volume read and decoded once for all of them).
+    written under output_path/<name>/, each volume read and decoded once for all of them;
+    a grid may also be {"reference": path}), or onto the exact grid of the volume `reference`.
+    A case's label maps and channels take its image's grid (`cases`; README, "Cases").
 
     Outputs go to `output_path/<prefix>/<prefix>_resampled.nii.gz` (saving_mode "case") or
     `output_path/<prefix>_resampled.nii.gz` ("folder"), with `manifest.tsv` beside them;
@@ -222,7 +227,7 @@ def resampling_dataset(
         {
             "nii_folder": os.fspath(nii_folder),
             "output_path": os.fspath(output_path),
-            **_grid_keys(desired_volume, desired_spacing, grids),
+            **_grid_keys(desired_volume, desired_spacing, grids, reference),
             **{key: given[key] for key in API_OPTIONS},
         }
     )
@@ -235,7 +240,7 @@ def resampling_dataset(
                     "out_path": str(output_file(grid, key, config["saving_mode"])),
                     "grid": grid["label"],
                     "options": {
-                        **job_options(config, path.name, grid),
+                        **job_options(config, path.name, grid, dataset["cases"].get(key)),
                         "threads": config["threads_per_job"],
                     },
                 }

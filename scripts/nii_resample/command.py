@@ -37,9 +37,10 @@ def positive_float(text: str) -> float:
 
 
 def wants_voxel_size(argv) -> bool:
-    """Whether a command line gives X Y Z (positionals), not --desired-spacing or --grid."""
+    """Whether a command line gives X Y Z (positionals), not --desired-spacing, --reference
+    or --grid."""
     return not any(
-        word.startswith(("--desired-spacing", "--grid")) for word in (argv or [])
+        word.startswith(("--desired-spacing", "--grid", "--reference")) for word in (argv or [])
     )
 
 
@@ -49,6 +50,9 @@ def add_desired_spacing(parser: argparse.ArgumentParser, positionals: bool) -> N
                         metavar=("SX", "SY", "SZ"),
                         help="target voxel size in mm instead of X Y Z (the field of view's "
                         "centre is kept)")
+    parser.add_argument("--reference", default=None, metavar="PATH",
+                        help="a volume whose exact grid (shape, affine) the output takes, "
+                        "instead of X Y Z")
     if not positionals:
         parser.set_defaults(desired_volume=None)
 
@@ -72,6 +76,9 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
     add_desired_spacing(parser, positionals)
     parser.add_argument("--source", default=None,
                         help="the input in_path was decoded from (the record names it)")
+    parser.add_argument("--case-reference", default=None, metavar="IMAGE",
+                        help="the case's image: the output takes that image's output grid "
+                        "(X Y Z or --desired-spacing applied to it), bit for bit")
     parser.add_argument("--engine", choices=ENGINES, default=DEFAULTS["engine"])
     parser.add_argument(
         "--interpolation", choices=INTERPOLATIONS, default=DEFAULTS["interpolation"]
@@ -125,7 +132,9 @@ def put_python_first_on_path(executable: str) -> None:
 def job_arguments(options: dict) -> str:
     """settings.job_options(...) as the words build_parser() reads (shell-quoted), so that
     the rule's shell command runs exactly the options the workflow computed."""
-    if options.get("desired_spacing"):
+    if options.get("reference"):
+        words = ["--reference", options["reference"]]
+    elif options.get("desired_spacing"):
         words = ["--desired-spacing", *(repr(float(v)) for v in options["desired_spacing"])]
     else:
         words = [str(size) for size in options["desired_volume"]]
@@ -134,6 +143,8 @@ def job_arguments(options: dict) -> str:
     words += ["--compression-level", str(options["compression_level"])]
     if not options["antialias"]:
         words.append("--no-antialias")
+    if options.get("case_reference"):
+        words += ["--case-reference", options["case_reference"]]
     words += ["--kind", options["kind"]]
     if options["kind_reason"]:
         words += ["--kind-reason", options["kind_reason"]]

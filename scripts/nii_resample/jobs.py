@@ -67,11 +67,14 @@ def run_resample_job(
     with open(log_path, "w", encoding="utf-8") as log:
         if run_by:
             print(f"nii-resample: run by {run_by}", file=log)
-        grid = (
-            f"{'x'.join(map(str, desired_volume))} voxels"
-            if desired_volume is not None
-            else f"{','.join(map(str, options['desired_spacing']))} mm spacing"
-        )
+        if options.get("reference"):
+            grid = f"the grid of {options['reference']}"
+        elif desired_volume is not None:
+            grid = f"{'x'.join(map(str, desired_volume))} voxels"
+        else:
+            grid = f"{','.join(map(str, options['desired_spacing']))} mm spacing"
+        if options.get("case_reference"):
+            grid += f", as its case image {options['case_reference']}"
         print(
             f"resampling {in_path} -> {out_path} to {grid} "
             f"({', '.join(f'{k}={v}' for k, v in sorted(options.items()) if v is not None)})",

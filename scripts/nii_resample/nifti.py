@@ -255,6 +255,24 @@ def header_geometry(path: Path, header, shape) -> str:
     return text
 
 
+def checked_header(path: str | os.PathLike) -> nib.Nifti1Header:
+    """A volume's header alone, parsed and checked as read_volume does (the same repairs,
+    the same refusals): its best affine is bit for bit the one the volume's own job uses."""
+    path = Path(path)
+    try:
+        header = read_header(path)
+    except OSError as error:
+        raise VolumeError(f"{path.name}: cannot be read ({error.strerror})") from None
+    raw = header.binaryblock
+    header = parse_header(path, raw)
+    shape = tuple(int(n) for n in header.get_data_shape())
+    check_dimensions(path, shape)
+    check_unrepaired_fields(path, raw, type(header))
+    header_geometry(path, header, shape)
+    spacing_and_direction(path, header.get_best_affine())
+    return header
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read and check a NIfTI volume; any problem raises a VolumeError naming the file."""
     path = Path(path)
@@ -360,7 +378,30 @@ def _set_geometry(
     header["qoffset_x"], header["qoffset_y"], header["qoffset_z"] = qform[:3, 3]
 
 
-def encode_header(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray):
+def output_geometry(template: nib.Nifti1Header, shape, affine: np.ndarray) -> nib.Nifti1Header:
+    """The header the template's volume gets on the grid of `affine` (a per-axis scaling of
+    its own): what a case's other members copy to land on exactly the same grid."""
+    header = template.copy()
+    header.set_data_shape(tuple(int(n) for n in shape))
+    _set_geometry(header, template, affine)
+    return header
+
+
+def copy_geometry(header: nib.Nifti1Header, geometry: nib.Nifti1Header) -> None:
+    """Give `header` the grid of `geometry` field for field (sform, qform, qfac, spacing),
+    its own codes kept: both then decode to the same affines, bit for bit."""
+    for name in ("srow_x", "srow_y", "srow_z", "quatern_b", "quatern_c", "quatern_d",
+                 "qoffset_x", "qoffset_y", "qoffset_z"):
+        header[name] = geometry[name]
+    header["pixdim"][0:4] = geometry["pixdim"][0:4]
+    # Units of the grid's millimetres (xyzt_units' spatial bits) go with the numbers.
+    spatial = int(geometry["xyzt_units"]) & 0x07
+    header["xyzt_units"] = (int(header["xyzt_units"]) & ~0x07) | spatial
+
+
+def encode_header(
+    template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarray, geometry=None
+):
     """The template's header with a new shape and grid, as bytes up to the voxel offset, and
     the voxel data as a byte view (no copy when the data are already F-ordered and typed).
 
@@ -369,7 +410,10 @@ def encode_header(template: nib.Nifti1Header, data: np.ndarray, affine: np.ndarr
     """
     header = template.copy()
     header.set_data_shape(data.shape)
-    _set_geometry(header, template, affine)
+    if geometry is None:
+        _set_geometry(header, template, affine)
+    else:  # a grid given whole (nii_resample.ongrid): its fields, not a scaling of ours
+        copy_geometry(header, geometry)
     # Time step (TR) and the other non-spatial pixdims survive a 3-D reshape.
     header["pixdim"][4:] = template["pixdim"][4:]
     extensions_size = header.extensions.get_sizeondisk() if hasattr(header, "extensions") else 0
@@ -402,10 +446,12 @@ def write_volume(
     affine: np.ndarray,
     compression_level: int,
     before_replace=None,
+    geometry=None,
 ) -> None:
     """Write a gzipped NIfTI atomically, compressing straight from the array (no copies);
-    `before_replace` as in atomic_write."""
-    header, voxels = encode_header(template, data, affine)
+    `before_replace` as in atomic_write; `geometry`: a header whose grid fields are copied
+    (encode_header)."""
+    header, voxels = encode_header(template, data, affine, geometry)
 
     def write(stream):
         compressor = _compressor(compression_level)

@@ -47,7 +47,10 @@ def add_option_flags(parser: argparse.ArgumentParser, keys) -> None:
     for key in keys:
         spec, default = PROPERTIES[key], DEFAULTS[key]
         spec = {**spec, "title": spec["title"].replace("%", "%%")}  # argparse %-formats help
-        if spec["type"] == "boolean":
+        if "oneOf" in spec:  # a word (auto, off) or a list of them (cases' patterns)
+            parser.add_argument(flag(key), nargs="+", default=default, metavar="WORD",
+                                help=f"{spec['title']} (default: %(default)s)")
+        elif spec["type"] == "boolean":
             both = parser.add_mutually_exclusive_group()
             on, off = spec["title"], f"the opposite of {flag(key)}"
             on, off = (f"{on} (default)", off) if default else (on, f"{off} (default)")

@@ -84,8 +84,19 @@ def _check_rule_names(configs: dict) -> None:
             seen[key] = label
 
 
+def dataset_cases(volumes: dict, setting) -> dict:
+    """{member key: (its case image's path, role, why)} (nii_resample.cases)."""
+    from .cases import find_cases
+
+    return {
+        key: (volumes[image], role, why)
+        for key, (image, role, why) in find_cases(volumes, setting).items()
+    }
+
+
 def plan_run(config: dict) -> list[dict]:
-    """Every dataset of a checked config: {"name", "config", "grids", "volumes"}. Refuses
+    """Every dataset of a checked config: {"name", "config", "grids", "volumes", "cases"}
+    (cases: dataset_cases). Refuses
     two datasets sharing an output_path and two (dataset, grid, volume) with one output."""
     configs = dataset_configs(config)
     outputs = [Path(c["output_path"]).resolve() for c in configs.values()]
@@ -120,7 +131,10 @@ def plan_run(config: dict) -> list[dict]:
                         "give them different output paths"
                     )
                 written[out] = source
-        plan.append({"name": name, "config": dataset, "grids": grids, "volumes": volumes})
+        cases = dataset_cases(volumes, dataset["cases"])
+        plan.append(
+            {"name": name, "config": dataset, "grids": grids, "volumes": volumes, "cases": cases}
+        )
     return plan
 
 

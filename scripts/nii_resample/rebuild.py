@@ -23,9 +23,12 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
     """
     from .grids import target_grid
+    from .ongrid import index_map, step_ratios
     from .volume import (
         decide_kind,
+        fixed_grid,
         geometry_columns,
+        grid_columns,
         range_columns,
         value_summary,
     )
@@ -35,20 +38,30 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         source, target = read_volume(in_path), read_volume(out_path)
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
-    size, steps = target_grid(
-        source.spatial_shape,
-        itk_geometry(source.affine)["spacing"],
-        options.get("desired_volume"),
-        options.get("desired_spacing"),
-    )
-    check_is_resample_of(source, target, size, steps)
+    try:
+        grid = fixed_grid(in_path, options.get("desired_volume"), options.get("desired_spacing"),
+                          options.get("reference"), options.get("case_reference"))
+    except VolumeError as error:
+        raise RecordNotRebuilt(str(error)) from None
+    if grid is None:
+        size, steps = target_grid(
+            source.spatial_shape,
+            itk_geometry(source.affine)["spacing"],
+            options.get("desired_volume"),
+            options.get("desired_spacing"),
+        )
+        expected = _expected_affine(source, target, steps)
+        shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
+    else:
+        size, expected = grid.shape, grid.affine
+        shrinks = any(r > 1 for r in step_ratios(index_map(source.affine, grid.affine)))
+    check_is_resample_of(source, target, size, expected)
     # The job's options say "kind" (auto: decided from the header and voxels, as the job did).
     label_map, kind_reason = decide_kind(
         source, options.get("kind", "auto"), options.get("kind_reason", "")
     )
     low, high, nonfinite_in, _ = value_summary(source.data)
     new_low, new_high, nonfinite_out, _ = value_summary(target.data)
-    shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
     # As volume.resample_volume decides it: no blur before nearest, none for label maps.
     antialias = bool(options["antialias"]) and options["interpolation"] != "nearest"
     record = {
@@ -61,7 +74,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "engine": options["engine"],
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
-        **geometry_columns(source, target.data.shape, _expected_affine(source, target, steps)),
+        **grid_columns(source, grid),
+        **geometry_columns(source, target.data.shape, expected),
         **range_columns(target, (low, high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,
@@ -75,15 +89,15 @@ def _expected_affine(source, target, steps=None) -> np.ndarray:
     return resampled_affine(source.affine, source.spatial_shape, target.spatial_shape, steps)
 
 
-def check_is_resample_of(source, target, desired_volume, steps=None) -> None:
-    """The output must be the input on the target grid: same field of view (each corner to
-    1e-6 of the coordinates' size: NIfTI stores float32), size, pixel type and extra axes."""
+def check_is_resample_of(source, target, desired_volume, expected) -> None:
+    """The output must be the input on the target grid (`expected`: its affine): same field
+    of view (each corner to 1e-6 of the coordinates' size: NIfTI stores float32), size,
+    pixel type and extra axes."""
     name = f"{target.path.name} is not {source.path.name} resampled to {_size(desired_volume)}"
     if tuple(target.spatial_shape) != tuple(int(n) for n in desired_volume):
         raise RecordNotRebuilt(f"{name}: it has {_size(target.data.shape)} voxels")
     if target.data.dtype != source.data.dtype or target.data.shape[3:] != source.data.shape[3:]:
         raise RecordNotRebuilt(f"{name}: its pixel type or 4th axis differ")
-    expected = _expected_affine(source, target, steps)
     corners = np.array([[i, j, k, 1.0] for i in (-0.5, desired_volume[0] - 0.5)
                         for j in (-0.5, desired_volume[1] - 0.5)
                         for k in (-0.5, desired_volume[2] - 0.5)])

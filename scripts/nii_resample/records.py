@@ -21,6 +21,8 @@ RECORD_COLUMNS = (
     "status",
     "reason",
     "grid",
+    "target_grid",
+    "grid_offset_mm",
     "kind",
     "kind_reason",
     "engine",

@@ -106,11 +106,14 @@ def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int =
             shape += [1] * (3 - len(shape))
     except Exception:
         shape, itemsize, floating = [UNREADABLE_GZIP_RATIO * file_bytes // 2, 1, 1], 2, False
+    # Onto a given grid (nii_resample.ongrid) images go through SimpleITK on float64
+    # copies of the input: the itk engine's working set.
+    given_grid = options.get("reference") or options.get("case_reference")
     return estimate_mem_mb(
         shape,
         itemsize,
         desired_volume,
-        engine=options.get("engine", "fast"),
+        engine="itk" if given_grid else options.get("engine", "fast"),
         kind=options.get("kind", "label_map" if options.get("label_map") else "auto"),
         label_interpolation=options.get("label_interpolation", "linear_argmax"),
         floating=floating,

@@ -25,10 +25,10 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii")
 RESAMPLED_SUFFIX = "_resampled.nii.gz"
 REQUIRED_KEYS = ("nii_folder", "output_path", "desired_volume")
 # Target grid keys: one of them per dataset. At one level of the config, grids wins over
-# desired_spacing, which wins over desired_volume (a user's --configfile/--config that sets
+# reference, then desired_spacing, then desired_volume (a user's --configfile/--config that sets
 # desired_spacing or grids then overrides the shipped desired_volume: after Snakemake's
 # merge, which layer set which key cannot be told).
-GRID_KEYS = ("grids", "desired_spacing", "desired_volume")
+GRID_KEYS = ("grids", "reference", "desired_spacing", "desired_volume")
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
@@ -101,6 +101,23 @@ def parse_desired_spacing(value, key: str = "desired_spacing") -> list[float]:
     return numbers
 
 
+def parse_reference(value, key: str = "reference") -> str:
+    """A reference volume's path, its header read and checked now: a missing or unreadable
+    reference stops the run before any job."""
+    from .nifti import checked_header
+
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be the path of a NIfTI volume, got {as_typed(value)!r}")
+    path = Path(value.strip())
+    if not path.is_file():
+        raise ConfigError(f"{key} {str(path)!r} is not a file")
+    try:
+        checked_header(path)
+    except Exception as error:  # VolumeError, or whatever a non-NIfTI file makes nibabel say
+        raise ConfigError(f"{key} {str(path)!r} cannot be used as a grid ({error})") from None
+    return str(path)
+
+
 def _parse_bool(key: str, value) -> bool:
     if isinstance(value, bool):
         return value
@@ -169,6 +186,10 @@ def parse_option(key: str, value):
     """A plain option (one with a default) checked, and coerced from the string `--config`
     hands over, by its schema entry: boolean, enum, integer bounds, list of patterns."""
     spec = PROPERTIES[key]
+    if key == "cases":  # auto, off or patterns: the one key of two types
+        from .cases import parse_cases
+
+        return parse_cases(value)
     if spec["type"] == "boolean":
         return _parse_bool(key, value)
     if "enum" in spec:
@@ -209,6 +230,8 @@ def normalise_config(config: dict, where: str = "") -> dict:
         checked["desired_volume"] = parse_desired_volume(checked["desired_volume"])
     if "desired_spacing" in given:
         checked["desired_spacing"] = parse_desired_spacing(checked["desired_spacing"])
+    if "reference" in given:
+        checked["reference"] = parse_reference(checked["reference"])
     if "grids" in given:
         checked["grids"] = parse_grids(checked["grids"], where)
     for key in DEFAULTS:
@@ -239,13 +262,17 @@ def parse_grids(value, where: str = "") -> dict[str, dict]:
     for name, spec in value.items():
         _check_name("grid", name, where)
         keys = sorted(spec) if isinstance(spec, dict) else []
-        if keys not in (["desired_volume"], ["desired_spacing"]):
+        if keys not in (["desired_volume"], ["desired_spacing"], ["reference"]):
             raise ConfigError(
-                f"{where}grid {name!r} must set exactly one of desired_volume and "
-                f"desired_spacing, got {as_typed(spec) if not keys else ', '.join(keys)}"
+                f"{where}grid {name!r} must set exactly one of desired_volume, "
+                f"desired_spacing and reference, got {as_typed(spec) if not keys else ', '.join(keys)}"
             )
         key = keys[0]
-        parse = parse_desired_volume if key == "desired_volume" else parse_desired_spacing
+        parse = {
+            "desired_volume": parse_desired_volume,
+            "desired_spacing": parse_desired_spacing,
+            "reference": parse_reference,
+        }[key]
         try:
             grids[name] = {key: parse(spec[key])}
         except ConfigError as problem:
@@ -295,6 +322,10 @@ def resolve_grids(config: dict) -> list[dict]:
             {"name": name, "label": name, **spec, "root": str(Path(out) / name)}
             for name, spec in config["grids"].items()
         ]
+    if config.get("reference"):
+        reference = config["reference"]
+        label = f"reference {Path(reference).name}"
+        return [{"name": None, "label": label, "reference": reference, "root": out}]
     if config.get("desired_spacing"):
         spacing = config["desired_spacing"]
         label = ",".join(_number_text(v) for v in spacing) + " mm"
@@ -305,8 +336,9 @@ def resolve_grids(config: dict) -> list[dict]:
 
 
 def grid_spec(grid: dict) -> dict:
-    """{"desired_volume": [...]} or {"desired_spacing": [...]}: what the volume function takes."""
-    key = "desired_spacing" if grid.get("desired_spacing") else "desired_volume"
+    """{"desired_volume": [...]}, {"desired_spacing": [...]} or {"reference": path}: what the
+    volume function takes."""
+    key = next(k for k in ("reference", "desired_spacing", "desired_volume") if grid.get(k))
     return {key: grid[key]}
 
 
@@ -418,15 +450,25 @@ def resampled_path(output_path: str | os.PathLike, prefix: str, saving_mode: str
     return Path(output_path) / name
 
 
-def job_options(config: dict, file_name: str, grid: dict | None = None) -> dict:
+def job_options(config: dict, file_name: str, grid: dict | None = None, case=None) -> dict:
     """Options of the per-volume function for one file and grid (resolve_grids; default:
-    the dataset's first), shared by the workflow and the API.
+    the dataset's first), shared by the workflow and the API. `case`: (path of the case's
+    image, role, why) for a member of a case (nii_resample.cases): it takes that image's
+    grid, and a label map by its layout is one unless an `images` pattern says otherwise.
 
     Threads are not among them: they change speed, not results, and must not trigger reruns.
     """
     kind, kind_reason = volume_kind(config, file_name)
+    grid = grid_spec(grid or resolve_grids(config)[0])
+    extra = {}
+    if case is not None and "reference" not in grid:  # a reference grid is everyone's
+        image, role, why = case
+        extra["case_reference"] = str(image)
+        if not kind_reason.startswith("file name matches") and role != "auto":
+            kind, kind_reason = role, f"case member: {why}"
     return {
-        **grid_spec(grid or resolve_grids(config)[0]),
+        **grid,
+        **extra,
         "kind": kind,
         "kind_reason": kind_reason,
         "engine": config["engine"],

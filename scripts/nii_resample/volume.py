@@ -16,6 +16,15 @@ from .labels import detect_label_map, resample_label_map
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
 from .files import remove_stale_partials
 from .nifti import Volume, itk_geometry, read_volume, resampled_affine, write_volume
+from .ongrid import (
+    case_grid,
+    check_overlap,
+    grid_offset_mm,
+    index_map,
+    reference_grid,
+    resample_image_onto,
+    step_ratios,
+)
 
 
 
@@ -215,6 +224,49 @@ def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.nd
     return resampled
 
 
+def resample_frame_onto(volume: Volume, frame: np.ndarray, grid, mapping, options: dict,
+                        known=None) -> np.ndarray:
+    """One 3-D frame onto a given grid in world coordinates (nii_resample.ongrid), in the
+    input's stored type: label maps label-wise (outside the input's field of view 0), images
+    interpolated (outside: the frame's minimum, a CT's air), clamped to the frame's range."""
+    dtype = volume.data.dtype
+    if options["label_map"]:
+        from .labels import resample_labels
+
+        labels = label_values(volume.path, frame, options["label_why"])
+        method = options["label_interpolation"]
+        return resample_labels(labels, grid.shape, mapping, method, outside=0).astype(dtype)
+    low, high, _, finite = known if known is not None else value_summary(frame)
+    resampled = resample_image_onto(frame, finite, grid.shape, mapping, options, low)
+    return to_stored_type(resampled, low, high, dtype)
+
+
+def fixed_grid(in_path: Path, desired_volume, desired_spacing, reference, case_reference,
+               orientation: str = "keep"):
+    """The given grid the volume must land on (nii_resample.ongrid), or None for its own."""
+    if reference is not None:
+        return reference_grid(reference)
+    if case_reference is None or Path(case_reference).resolve() == in_path.resolve():
+        return None
+    grid = {"desired_volume": desired_volume, "desired_spacing": desired_spacing}
+    try:
+        return case_grid(case_reference, grid, orientation)
+    except VolumeError as error:
+        raise VolumeError(f"{in_path.name}: its case image {error}") from None
+
+
+def grid_columns(volume: Volume, grid) -> dict:
+    """Which grid the volume took, and how far its own grid was from that one's source."""
+    if grid is None:
+        return {"target_grid": "own", "grid_offset_mm": ""}
+    if grid.source_affine is not None:  # a case: the image's input grid
+        other = (grid.source_affine, grid.source_shape)
+    else:
+        other = (grid.affine, grid.shape)
+    offset = grid_offset_mm(volume.affine, volume.spatial_shape, *other)
+    return {"target_grid": grid.source, "grid_offset_mm": float(f"{offset:.6g}")}
+
+
 def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
     """The manifest's columns on the two grids (records.RECORD_COLUMNS), shared with the
     records rebuilt from the files (nii_resample.rebuild)."""
@@ -260,6 +312,8 @@ def resample_volume(
     threads: int = 1,
     before_commit=None,
     volume: Volume | None = None,
+    reference=None,
+    case_reference=None,
 ) -> dict:
     """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels, or to `desired_spacing`
     (mm per axis), and write `out_path` atomically.
@@ -279,6 +333,10 @@ def resample_volume(
     (the workflow writes the row there, so a volume never exists without its row).
     `volume`: `in_path` already read (nifti.read_volume), to resample it onto several grids
     with one read and decode (the Python API's grids).
+    `reference`: a volume whose grid (shape, affine) the output takes exactly, instead of
+    desired_volume/desired_spacing. `case_reference`: the case's image; the output takes
+    that image's output grid (on desired_volume/desired_spacing), computed from its header
+    alone, bit for bit as the image's own job does (nii_resample.ongrid).
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -286,7 +344,7 @@ def resample_volume(
     parse_choice("interpolation", interpolation, INTERPOLATIONS)
     parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
     kind = parse_choice("kind", kind or ("label_map" if label_map else "image"), KINDS)
-    if (desired_volume is None) == (desired_spacing is None):
+    if (desired_volume is None) == (desired_spacing is None) and reference is None:
         raise ValueError("give exactly one of desired_volume and desired_spacing")
     options = {
         "engine": engine,
@@ -302,10 +360,16 @@ def resample_volume(
     stored_low, stored_high, nonfinite_in, finite = value_summary(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
-    old_spacing = itk_geometry(volume.affine)["spacing"]
-    desired_volume, options["steps"] = target_grid(
-        volume.spatial_shape, old_spacing, desired_volume, desired_spacing
-    )
+    grid = fixed_grid(in_path, desired_volume, desired_spacing, reference, case_reference)
+    if grid is None:
+        old_spacing = itk_geometry(volume.affine)["spacing"]
+        desired_volume, options["steps"] = target_grid(
+            volume.spatial_shape, old_spacing, desired_volume, desired_spacing
+        )
+    else:
+        mapping = index_map(volume.affine, grid.affine)
+        check_overlap(in_path, volume.spatial_shape, mapping, grid)
+        desired_volume, options["steps"] = grid.shape, None
     label_map, kind_reason = decide_kind(volume, kind, kind_reason)
     options["label_map"] = label_map
     # Only a forced or intent-coded map can hold fractions (content detection refuses them).
@@ -319,16 +383,24 @@ def resample_volume(
         known = (stored_low, stored_high, nonfinite_in, mask)
     del finite
     for index in range(frames.shape[3]):
-        resampled[..., index] = resample_frame(
-            volume, frames[..., index], desired_volume, options, known
-        )
+        if grid is None:
+            resampled[..., index] = resample_frame(
+                volume, frames[..., index], desired_volume, options, known
+            )
+        else:
+            resampled[..., index] = resample_frame_onto(
+                volume, frames[..., index], grid, mapping, options, known
+            )
     # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
     resampled = resampled.reshape(desired_volume + volume.data.shape[3:], order="F")
-    new_affine = resampled_affine(
-        volume.affine, volume.spatial_shape, desired_volume, options["steps"]
-    )
+    if grid is None:
+        new_affine = resampled_affine(
+            volume.affine, volume.spatial_shape, desired_volume, options["steps"]
+        )
+        ratios = size_ratios(volume.spatial_shape, desired_volume, options["steps"])
+    else:
+        new_affine, ratios = grid.affine, np.asarray(step_ratios(mapping))
     new_low, new_high, nonfinite_out, _ = value_summary(resampled)
-    ratios = size_ratios(volume.spatial_shape, desired_volume, options["steps"])
     downsampling = bool(np.any(ratios > 1.0))
     row = {
         "input_path": str(in_path),
@@ -340,6 +412,7 @@ def resample_volume(
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
+        **grid_columns(volume, grid),
         **geometry_columns(volume, resampled.shape, new_affine),
         **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
@@ -352,5 +425,9 @@ def resample_volume(
         if before_commit is not None:
             before_commit(row)
 
-    write_volume(out_path, volume.header, resampled, new_affine, compression_level, finish_row)
+    geometry = None if grid is None else grid.geometry
+    write_volume(
+        out_path, volume.header, resampled, new_affine, compression_level, finish_row,
+        geometry=geometry,
+    )
     return row

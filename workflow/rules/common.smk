@@ -267,7 +267,22 @@ class Target:
         return self.dataset.input_volume_pattern() if self.dataset.decodes else []
 
     def options(self, key):
-        return job_options(self.config, self.dataset.volumes[key].name, self.grid)
+        name, case = self.dataset.volumes[key].name, self.dataset.cases.get(key)
+        return job_options(self.config, name, self.grid, case)
+
+    def grid_inputs(self):
+        """Files the grid comes from: a reference volume, or a member's case image (its
+        header gives the grid: a changed image reruns its members). Static when no volume
+        is a member: a function per job costs planning time (docs/benchmarks.md)."""
+        if self.grid.get("reference"):
+            return self.grid["reference"]
+        if not self.dataset.cases:
+            return []
+        return lambda wildcards: [
+            str(case[0])
+            for case in [self.dataset.cases.get(volume_key(wildcards))]
+            if case is not None
+        ]
 
     def arguments(self, wildcards):
         """Options of the per-volume job, as its command-line words; a change in any of
@@ -319,7 +334,7 @@ class Dataset:
 
     def __init__(self, planned):
         self.name, self.config = planned["name"], planned["config"]
-        self.volumes = planned["volumes"]
+        self.volumes, self.cases = planned["volumes"], planned["cases"]
         self.out = str(Path(self.config["output_path"]))
         self.manifest = f"{self.out}/manifest.tsv"
         self.targets = [Target(self, grid) for grid in planned["grids"]]
@@ -406,19 +421,10 @@ def volume_key(wildcards):
 
 
 def target_size(path, options):
-    """The voxels a job writes: desired_volume, or from the header for desired_spacing."""
-    if options.get("desired_volume"):
-        return options["desired_volume"]
-    from nii_resample.grids import target_grid
-    from nii_resample.nifti import read_header
+    """The voxels a job writes (nii_resample.ongrid.planned_size), from headers."""
+    from nii_resample.ongrid import planned_size
 
-    try:
-        header = read_header(path)
-        shape = [int(n) for n in header.get_data_shape()[:3]] + [1, 1]
-        spacing = [float(z) for z in header.get_zooms()[:3]] + [1.0, 1.0]
-        return target_grid(shape[:3], spacing[:3], None, options["desired_spacing"])[0]
-    except Exception:
-        return [1, 1, 1]  # the job itself will say why the header is unreadable
+    return planned_size(path, options)
 
 
 DATASETS = [Dataset(planned) for planned in PLAN]

@@ -68,6 +68,7 @@ for TARGET in TARGETS:
         input:
             volume=TARGET.input_volume(),
             source=TARGET.source_volume(),
+            grid=TARGET.grid_inputs(),
         output:
             volume=TARGET.output_pattern(),
         log:
