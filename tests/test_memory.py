@@ -75,7 +75,28 @@ CASES = {
     "series int16": ((96, 96, 40, 40), np.int16, "image", (64, 64, 30), [], {}),
     "series int16 itk": ((96, 96, 40, 40), np.int16, "image", (64, 64, 30),
                          ["--engine", "itk"], {"engine": "itk"}),
+    # Onto a reference grid (world coordinates, nii_resample.ongrid): the reference can be
+    # much larger than the input; a rotated one maps every output voxel anywhere.
+    "image int16 onto a larger reference": ((160, 160, 100), np.int16, "image",
+                                            ("reference", (300, 300, 200)), [], {}),
+    "image float32 with NaN onto a reference": ((200, 200, 120), np.float32, "nan",
+                                                ("reference", (160, 160, 100)), [], {}),
+    "label uint8 onto a larger reference": ((160, 160, 100), np.uint8, "labels",
+                                            ("reference", (300, 300, 200)),
+                                            ["--label-map"], {"label_map": True}),
 }
+
+
+def make_reference(folder, shape):
+    """A reference grid of `shape`, rotated 20 degrees against the inputs, covering them."""
+    path = folder / f"reference_{'x'.join(map(str, shape))}.nii.gz"
+    if not path.exists():
+        from support import rotation
+
+        spacing = np.array([0.8 * 160, 0.8 * 160, 1.5 * 100]) / np.array(shape)
+        write_nifti(path, np.zeros(shape, np.uint8), affine_from(spacing, (5.0, -5.0, 2.0),
+                                                                 rotation(20, 2)))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +108,13 @@ def inputs(tmp_path_factory):
 def test_request_covers_the_measured_peak(case, inputs, tmp_path):
     shape, dtype, content, target, flags, options = CASES[case]
     source = make_input(inputs, re.sub(r"\W+", "_", case), shape, dtype, content)
-    peak = peak_mib([source, tmp_path / "out.nii.gz", *target, *flags])
+    if target[0] == "reference":
+        target = target[1]
+        reference = str(make_reference(inputs, target))
+        flags, options = [*flags, "--reference", reference], {**options, "reference": reference}
+        peak = peak_mib([source, tmp_path / "out.nii.gz", *flags])
+    else:
+        peak = peak_mib([source, tmp_path / "out.nii.gz", *target, *flags])
     requested = estimate_mem_mb_for_file(source, target, options)
     assert peak <= requested, f"{case}: job peak {peak:.0f} MiB > request {requested} MiB"
     # ... without asking a cluster for several times what is needed.
