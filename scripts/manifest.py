@@ -22,7 +22,12 @@ def say(line: str, log) -> None:
         print(line, file=handle)
 
 
-def main(jobs, manifest_path, log) -> int:
+def main(jobs, manifest_path, log, fingerprints=None, fingerprint_path=None) -> int:
+    if fingerprint_path:
+        from nii_resample.files import atomic_write_bytes
+        from nii_resample.fingerprint import dataset_json
+
+        atomic_write_bytes(fingerprint_path, dataset_json(fingerprints))
     try:
         rebuilt = build_manifest(jobs, manifest_path)
     except RecordNotRebuilt as problem:
@@ -35,5 +40,7 @@ def main(jobs, manifest_path, log) -> int:
 
 
 if "snakemake" in globals():  # run by the workflow's `script:` directive
-    if main(snakemake.params.jobs, snakemake.output.manifest, snakemake.log[0]):
+    fingerprint = snakemake.output.get("fingerprint")
+    if main(snakemake.params.jobs, snakemake.output.manifest, snakemake.log[0],
+            snakemake.params.fingerprints, fingerprint):
         sys.exit(1)

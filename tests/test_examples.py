@@ -9,15 +9,18 @@ import pytest
 import yaml
 
 from support import REPO, run_snakemake
-from nii_resample.settings import resolve_grids
+from nii_resample.plan import plan_run
+from nii_resample.settings import normalise_config
 
 EXAMPLES = sorted((REPO / "config" / "examples").glob("*.yaml"))
 DOCUMENTED = ("basic", "folder_mode", "small_size", "high_resolution", "anisotropic",
               "multi_resolution", "several_datasets")
+# Beyond the original function: network-ready preparation (README, "Fixed shapes").
+BEYOND = ("nnunet_preparation",)
 
 
 def test_every_documented_example_has_a_config():
-    assert sorted(path.stem for path in EXAMPLES) == sorted(DOCUMENTED)
+    assert sorted(path.stem for path in EXAMPLES) == sorted(DOCUMENTED + BEYOND)
 
 
 def _relocated(config: dict, out: Path) -> dict:
@@ -42,10 +45,14 @@ def test_example_config_runs_on_the_demo_data(tmp_path, path):
         dataset = {"saving_mode": config.get("saving_mode", "case"), **dataset}
         with open(Path(dataset["output_path"]) / "manifest.tsv", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))
-        grids = resolve_grids(dataset)
+        [planned] = plan_run(normalise_config(dataset))  # spacing rules resolved
+        grids = planned["grids"]
         assert len(rows) == 4 * len(grids)  # the four demo volumes on every grid
         assert {row["status"] for row in rows} == {"ok"}
         for row in rows:
             grid = next(g for g in grids if g["label"] == row["grid"])
             assert Path(grid["root"]) in Path(row["output_path"]).parents
-            assert nib.load(row["output_path"]).shape[:3] == tuple(grid["desired_volume"])
+            shape = grid.get("desired_volume") or grid.get("crop_or_pad")
+            if grid.get("pad_to_multiple", 1) > 1:
+                shape = [-(-n // grid["pad_to_multiple"]) * grid["pad_to_multiple"] for n in shape]
+            assert nib.load(row["output_path"]).shape[:3] == tuple(shape)

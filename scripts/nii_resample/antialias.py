@@ -15,7 +15,9 @@ def antialias_sigmas(old_shape, new_shape, steps=None) -> tuple[float, ...]:
     """Gaussian sigma (input voxels) per axis; 0 where the axis does not shrink. `steps`:
     input voxels per output voxel when the grid is a target spacing (nii_resample.grids)."""
     if steps is not None:
-        factors = np.asarray(steps, float)
+        from .grids import step_spacings
+
+        factors = np.asarray(step_spacings(steps), float)
     else:
         factors = np.asarray(old_shape, float) / np.asarray(new_shape, float)
     return tuple(float(np.sqrt((f * f - 1.0) / 12.0)) if f > 1.0 else 0.0 for f in factors)

@@ -20,8 +20,9 @@ import threading
 from pathlib import Path
 
 from .records import write_failures_report, write_manifest
-from .files import remove_stale_partials
-from .plan import output_file, plan_run
+from .files import atomic_write_bytes, remove_stale_partials
+from .fingerprint import RESULT_FILE, dataset_json
+from .plan import fingerprint_lines, output_file, plan_run
 from .options import DEFAULTS, options_doc
 from .settings import job_options, normalise_config
 from .worker import failed_row
@@ -176,8 +177,8 @@ def _grid_keys(desired_volume, desired_spacing, grids, reference=None) -> dict:
             "give exactly one of desired_volume, desired_spacing, grids and reference, got "
             + (", ".join(given) or "none")
         )
-    if "desired_spacing" in given:
-        given["desired_spacing"] = list(given["desired_spacing"])
+    if "desired_spacing" in given and not isinstance(given["desired_spacing"], str):
+        given["desired_spacing"] = list(given["desired_spacing"])  # a rule stays a word
     return given
 
 
@@ -191,6 +192,9 @@ def resampling_dataset(
     desired_spacing=None,
     grids: dict | None = None,
     reference=None,
+    crop_or_pad=(),
+    pad_to_multiple: int = 1,
+    pad_value: float | None = None,
     recursive: bool = False,
     cases="auto",
     cores: int | None = None,
@@ -232,6 +236,8 @@ def resampling_dataset(
         }
     )
     [dataset] = plan_run(config)
+    for line in fingerprint_lines(dataset):
+        print(f"nii-resample: {line}", file=sys.stderr)
     jobs = [
         {
             "in_path": str(path),
@@ -258,12 +264,14 @@ def resampling_dataset(
     out = Path(config["output_path"])
     # As the workflow's manifest: every volume, the failed ones with status failed.
     write_manifest(out / "manifest.tsv", results)
+    if dataset["fingerprints"]:
+        atomic_write_bytes(out / RESULT_FILE, dataset_json(dataset["fingerprints"]))
     write_failures_report(out / "failures.tsv", failures)
     written = [row["output_path"] for row in done]
     if config["debug"]:
         from .report import print_summary
 
-        print_summary(config, out / "manifest.tsv", len(jobs))
+        print_summary(config, out / "manifest.tsv", len(jobs), dataset["grids"])
     if failures:
         raise ResamplingFailed(failures, written)
     return written

@@ -44,12 +44,27 @@ def wants_voxel_size(argv) -> bool:
     )
 
 
+class DesiredSpacing(argparse.Action):
+    """SX SY SZ (positive mm), or one word: median / nnunet (chosen from the dataset)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) == 1 and values[0] in ("median", "nnunet"):
+            setattr(namespace, self.dest, values[0])
+            return
+        if len(values) != 3:
+            parser.error(f"{option_string}: give SX SY SZ (mm), median or nnunet")
+        try:
+            setattr(namespace, self.dest, [positive_float(v) for v in values])
+        except argparse.ArgumentTypeError as problem:
+            parser.error(f"{option_string}: {problem}")
+
+
 def add_desired_spacing(parser: argparse.ArgumentParser, positionals: bool) -> None:
     """--desired-spacing SX SY SZ (mm), instead of the positionals X Y Z."""
-    parser.add_argument("--desired-spacing", nargs=3, type=positive_float, default=None,
-                        metavar=("SX", "SY", "SZ"),
+    parser.add_argument("--desired-spacing", nargs="+", action=DesiredSpacing, default=None,
+                        metavar="SX SY SZ|median|nnunet",
                         help="target voxel size in mm instead of X Y Z (the field of view's "
-                        "centre is kept)")
+                        "centre is kept), or median / nnunet: chosen from the dataset")
     parser.add_argument("--reference", default=None, metavar="PATH",
                         help="a volume whose exact grid (shape, affine) the output takes, "
                         "instead of X Y Z")
@@ -76,6 +91,13 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
     add_desired_spacing(parser, positionals)
     parser.add_argument("--source", default=None,
                         help="the input in_path was decoded from (the record names it)")
+    parser.add_argument("--crop-or-pad", nargs=3, type=positive_int, default=None,
+                        metavar=("X", "Y", "Z"),
+                        help="with --desired-spacing: centre-crop or pad to exactly X Y Z voxels")
+    parser.add_argument("--pad-to-multiple", type=positive_int, default=1, metavar="N",
+                        help="with --desired-spacing: pad each axis up to a multiple of N")
+    parser.add_argument("--pad-value", type=float, default=None, metavar="V",
+                        help="padded image voxels' value (physical); default the minimum")
     parser.add_argument("--case-reference", default=None, metavar="IMAGE",
                         help="the case's image: the output takes that image's output grid "
                         "(X Y Z or --desired-spacing applied to it), bit for bit")
@@ -143,6 +165,12 @@ def job_arguments(options: dict) -> str:
     words += ["--compression-level", str(options["compression_level"])]
     if not options["antialias"]:
         words.append("--no-antialias")
+    if options.get("crop_or_pad"):
+        words += ["--crop-or-pad", *(str(n) for n in options["crop_or_pad"])]
+    if options.get("pad_to_multiple", 1) > 1:
+        words += ["--pad-to-multiple", str(options["pad_to_multiple"])]
+    if options.get("pad_value") is not None:
+        words += ["--pad-value", repr(float(options["pad_value"]))]
     if options.get("case_reference"):
         words += ["--case-reference", options["case_reference"]]
     words += ["--kind", options["kind"]]

@@ -123,6 +123,12 @@ def _check_steps(steps, ndim, shape, new_shape) -> list:
         raise ValueError(f"steps has {len(steps)} entries but data has {ndim} axes")
     checked = []
     for step, n_in, n_out in zip(steps, shape, new_shape):
+        if isinstance(step, tuple):  # a grid placed explicitly (grid_origin)
+            origin, spacing = float(step[0]), float(step[1])
+            if not (math.isfinite(origin) and math.isfinite(spacing) and spacing > 0):
+                raise ValueError(f"steps: (origin, spacing, ...) must be finite, got {step!r}")
+            checked.append(tuple(step))
+            continue
         if step is not None and not (math.isfinite(step) and step > 0):
             raise ValueError(f"steps must be positive finite numbers or None, got {steps!r}")
         # the field-of-view step itself is the default grid: same floats, same ties
@@ -208,19 +214,30 @@ def _check_args(data, new_shape, interpolation, precision, threads):
 # --------------------------------------------------------------------------- 1-D geometry
 
 
-def grid_origin(n_in: int, n_out: int, step: float | None = None) -> tuple[float, float]:
+def grid_origin(n_in: int, n_out: int, step=None) -> tuple[float, float]:
     """(origin, spacing) of the output grid in input continuous indices: the field of view
     kept (step None: spacing n_in / n_out, outer edges fixed), or `step` input voxels per
-    output voxel with the centre of the field of view fixed. The itk engine
+    output voxel with the centre of the field of view fixed, or `step` = (origin, spacing)
+    given, or (origin, spacing, first, size): samples first... of a grid of `size` samples
+    (a crop of it: nii_resample.grids.crop_or_pad_grid). The itk engine
     (nii_resample.volume) builds its grid from the same two numbers."""
+    if isinstance(step, tuple):
+        first = step[2] if len(step) > 2 else 0
+        return float(step[0]) + first * float(step[1]), float(step[1])
     if step is None:
         spacing = (1.0 * n_in) / n_out
         return 0.0 + (spacing - 1.0) / 2.0, spacing
     return (n_in - 1.0) / 2.0 - (n_out - 1.0) / 2.0 * step, float(step)
 
 
-def _positions(n_in: int, n_out: int, scanline: bool, step: float | None = None) -> np.ndarray:
-    """Continuous input index of each output sample, computed the way ITK does (float64)."""
+def grid_positions(n_in: int, n_out: int, scanline: bool, step=None) -> np.ndarray:
+    """Continuous input index of each output sample, computed the way ITK does (float64).
+    A crop (step (origin, spacing, first, size)) takes its samples from the whole grid's,
+    bit for bit: the kept voxels are exactly those of the uncropped grid."""
+    if isinstance(step, tuple) and len(step) > 2:
+        origin, spacing, first, size = step
+        whole = grid_positions(n_in, int(size), scanline, (origin, spacing))
+        return whole[int(first) : int(first) + n_out]
     origin, spacing = grid_origin(n_in, n_out, step)
     j = np.arange(n_out, dtype=np.float64)
     if scanline:
@@ -242,7 +259,7 @@ def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
 
 def _taps(kind: str, n_in: int, n_out: int, scanline: bool, step: float | None = None):
     """Indices (taps, n_out) and float64 weights (taps, n_out) of the 1-D interpolation."""
-    x = _positions(n_in, n_out, scanline, step)
+    x = grid_positions(n_in, n_out, scanline, step)
     if kind == "nearest":
         # itk::Math::RoundHalfIntegerUp == RoundHalfIntegerToEven(2x + 0.5) >> 1.
         idx = np.rint(2.0 * x + 0.5).astype(np.int64) >> 1

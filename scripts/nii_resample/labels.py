@@ -16,10 +16,9 @@ import numpy as np
 def sample_positions(n_in: int, n_out: int, step: float | None = None) -> np.ndarray:
     """Input continuous indices sampled by the output grid (the field of view kept, or
     `step` input voxels apart around the centre: engine.grid_origin)."""
-    from .engine import grid_origin
+    from .engine import grid_positions
 
-    origin, spacing = grid_origin(n_in, n_out, step)
-    return origin + spacing * np.arange(n_out, dtype=np.float64)
+    return grid_positions(n_in, n_out, False, step)
 
 
 def _linear_along(block: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:

@@ -54,8 +54,8 @@ def reference_grid(path) -> FixedGrid:
 
 def case_grid(image_path, grid: dict, orientation: str = "keep") -> FixedGrid:
     """The output grid of the case's image (its job's, computed from its header alone)."""
-    from .grids import target_grid
-    from .nifti import itk_geometry, output_geometry, resampled_affine
+    from .grids import own_grid
+    from .nifti import output_geometry
 
     header = read_grid_header(image_path)
     if orientation != "keep":
@@ -64,23 +64,17 @@ def case_grid(image_path, grid: dict, orientation: str = "keep") -> FixedGrid:
         header = reorient_header(header, orientation)[0]
     shape = tuple(int(n) for n in header.get_data_shape()[:3])
     affine = header.get_best_affine()
-    new_shape, steps = target_grid(
-        shape,
-        itk_geometry(affine)["spacing"],
-        grid.get("desired_volume"),
-        grid.get("desired_spacing"),
-    )
-    new_affine = resampled_affine(affine, shape, new_shape, steps)
-    geometry = output_geometry(header, new_shape, new_affine)
+    own = own_grid(shape, affine, grid)
+    geometry = output_geometry(header, own.shape, own.affine)
     return FixedGrid(
-        tuple(new_shape), new_affine, geometry, f"case reference: {image_path}", affine, shape
+        tuple(own.shape), own.affine, geometry, f"case reference: {image_path}", affine, shape
     )
 
 
 def planned_size(path, options: dict):
     """The voxels a job with these options (settings.job_options) writes, from headers
     alone (for its memory request); never raises (the job itself will say what is wrong)."""
-    from .grids import target_grid
+    from .grids import own_grid
     from .nifti import read_header
 
     try:
@@ -90,12 +84,9 @@ def planned_size(path, options: dict):
             return case_grid(
                 options["case_reference"], options, options.get("orientation", "keep")
             ).shape
-        if options.get("desired_volume"):
-            return tuple(options["desired_volume"])
         header = read_header(path)
         shape = [int(n) for n in header.get_data_shape()[:3]]
-        spacing = [float(z) for z in header.get_zooms()[:3]]
-        return target_grid(shape, spacing, None, options["desired_spacing"])[0]
+        return own_grid(shape, header.get_best_affine(), options).shape
     except Exception:
         return (1, 1, 1)
 

@@ -61,8 +61,11 @@ def add_option_flags(parser: argparse.ArgumentParser, keys) -> None:
             parser.add_argument(flag(key), nargs="*", default=list(default),
                                 type=PYTHON_TYPES[spec["items"]["type"]], help=spec["title"])
         else:
+            kind = spec["type"]
+            if isinstance(kind, list):  # ["number", "null"]: the number (null: not given)
+                kind = next(k for k in kind if k != "null")
             parser.add_argument(flag(key), default=default, choices=spec.get("enum"),
-                                type=PYTHON_TYPES[spec["type"]],
+                                type=PYTHON_TYPES[kind],
                                 help=f"{spec['title']} (default: %(default)s)")
 
 

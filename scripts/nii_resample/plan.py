@@ -94,9 +94,26 @@ def dataset_cases(volumes: dict, setting) -> dict:
     }
 
 
+def fingerprint_lines(planned: dict) -> list[str]:
+    """What a dataset's spacing rules chose, one line per grid, and whether that changed
+    since the last run (nii_resample.fingerprint)."""
+    if not planned["fingerprints"]:
+        return []
+    from .fingerprint import changed_spacings
+
+    out = planned["config"]["output_path"]
+    lines = [
+        f"{out}: desired_spacing {f['rule']} = "
+        f"{', '.join(f'{v:.6g}' for v in f['spacing'])} mm ({f['volumes']} volumes' headers)"
+        for f in planned["fingerprints"].values()
+    ]
+    return lines + changed_spacings(out, planned["fingerprints"])
+
+
 def plan_run(config: dict) -> list[dict]:
-    """Every dataset of a checked config: {"name", "config", "grids", "volumes", "cases"}
-    (cases: dataset_cases). Refuses
+    """Every dataset of a checked config: {"name", "config", "grids", "volumes", "cases",
+    "fingerprints"} (cases: dataset_cases; fingerprints: the spacing rules' results, the
+    grids then hold the chosen spacing). Refuses
     two datasets sharing an output_path and two (dataset, grid, volume) with one output."""
     configs = dataset_configs(config)
     outputs = [Path(c["output_path"]).resolve() for c in configs.values()]
@@ -132,8 +149,14 @@ def plan_run(config: dict) -> list[dict]:
                     )
                 written[out] = source
         cases = dataset_cases(volumes, dataset["cases"])
+        fingerprints = {}
+        if any(isinstance(grid.get("desired_spacing"), str) for grid in grids):
+            from .fingerprint import resolve_spacing_rules
+
+            fingerprints = resolve_spacing_rules(name, dataset, grids, volumes, cases)
         plan.append(
-            {"name": name, "config": dataset, "grids": grids, "volumes": volumes, "cases": cases}
+            {"name": name, "config": dataset, "grids": grids, "volumes": volumes,
+             "cases": cases, "fingerprints": fingerprints}
         )
     return plan
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordNotRebuilt, VolumeError
-from .nifti import itk_geometry, read_volume, resampled_affine
+from .nifti import read_volume
 
 REBUILT_REASON = "record rebuilt from the files"
 
@@ -22,7 +22,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     `options` are the volume's job options (settings.job_options). `seconds` is left empty
     and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
     """
-    from .grids import target_grid
+    from .grids import changes_text, own_grid, size_ratios
     from .ongrid import index_map, step_ratios
     from .volume import (
         decide_kind,
@@ -38,20 +38,17 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         source, target = read_volume(in_path), read_volume(out_path)
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
+    spec = {key: options.get(key) for key in
+            ("desired_volume", "desired_spacing", "crop_or_pad", "pad_to_multiple")}
     try:
-        grid = fixed_grid(in_path, options.get("desired_volume"), options.get("desired_spacing"),
-                          options.get("reference"), options.get("case_reference"))
+        grid = fixed_grid(in_path, spec, options.get("reference"), options.get("case_reference"))
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
+    own = None
     if grid is None:
-        size, steps = target_grid(
-            source.spatial_shape,
-            itk_geometry(source.affine)["spacing"],
-            options.get("desired_volume"),
-            options.get("desired_spacing"),
-        )
-        expected = _expected_affine(source, target, steps)
-        shrinks = any(a > b for a, b in zip(source.spatial_shape, target.spatial_shape))
+        own = own_grid(source.spatial_shape, source.affine, spec)
+        size, expected = own.shape, own.affine
+        shrinks = any(size_ratios(source.spatial_shape, own.inner_shape, own.steps) > 1.0)
     else:
         size, expected = grid.shape, grid.affine
         shrinks = any(r > 1 for r in step_ratios(index_map(source.affine, grid.affine)))
@@ -75,6 +72,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
         **grid_columns(source, grid),
+        "crop_or_pad": changes_text(own.changes) if own is not None else "",
         **geometry_columns(source, target.data.shape, expected),
         **range_columns(target, (low, high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
@@ -82,11 +80,6 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "seconds": "",
     }
     return record
-
-
-def _expected_affine(source, target, steps=None) -> np.ndarray:
-    # Computed in 64-bit from the input, as the job did: the output stores it in float32.
-    return resampled_affine(source.affine, source.spatial_shape, target.spatial_shape, steps)
 
 
 def check_is_resample_of(source, target, desired_volume, expected) -> None:

@@ -23,6 +23,7 @@ RECORD_COLUMNS = (
     "grid",
     "target_grid",
     "grid_offset_mm",
+    "crop_or_pad",
     "kind",
     "kind_reason",
     "engine",

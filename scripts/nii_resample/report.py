@@ -6,11 +6,12 @@ import csv
 from pathlib import Path
 
 
-def print_summary(config: dict, manifest_path, n_volumes: int) -> None:
-    """Short summary for `debug: true`: how many volumes, target shape, where outputs are."""
+def print_summary(config: dict, manifest_path, n_volumes: int, grids=None) -> None:
+    """Short summary for `debug: true`: how many volumes, target shape, where outputs are
+    (`grids`: the plan's, whose spacing rules are resolved; default from the config)."""
     from .settings import resolve_grids
 
-    grids = resolve_grids(config)
+    grids = grids or resolve_grids(config)
     if grids[0]["name"] is None and grids[0].get("desired_volume"):
         target = f"  target shape (X,Y,Z) : {grids[0]['label']}"
     else:

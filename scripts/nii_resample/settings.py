@@ -57,13 +57,13 @@ def _three_items(value, separators: str, problem: str) -> list:
     return items
 
 
-def parse_desired_volume(value) -> list[int]:
+def parse_desired_volume(value, key: str = "desired_volume") -> list[int]:
     """Three positive integers from a list, or from the string `--config` hands over.
 
     Accepts [128, 128, 64], ["128", "128", "64"], "[128,128,64]", "128,128,64", "128x128x64".
     """
     problem = (
-        "desired_volume must be three positive integers [X, Y, Z] (e.g. [128, 128, 64]), "
+        f"{key} must be three positive integers [X, Y, Z] (e.g. [128, 128, 64]), "
         f"got {as_typed(value)}"
     )
     numbers = []
@@ -84,12 +84,18 @@ def parse_desired_volume(value) -> list[int]:
     return numbers
 
 
-def parse_desired_spacing(value, key: str = "desired_spacing") -> list[float]:
+# desired_spacing chosen from the dataset's headers (nii_resample.fingerprint).
+SPACING_RULES = ("median", "nnunet")
+
+
+def parse_desired_spacing(value, key: str = "desired_spacing") -> list[float] | str:
     """Three positive, finite numbers (mm) from a list or the string `--config` hands over:
-    [1, 1, 2.5], "1,1,2.5", "[1,1,2.5]"."""
+    [1, 1, 2.5], "1,1,2.5", "[1,1,2.5]"; or a rule, `median` or `nnunet`."""
+    if isinstance(value, str) and value.strip() in SPACING_RULES:
+        return value.strip()
     problem = (
-        f"{key} must be three positive numbers [sx, sy, sz] in mm (e.g. [1.0, 1.0, 1.0]), "
-        f"got {as_typed(value)}"
+        f"{key} must be three positive numbers [sx, sy, sz] in mm (e.g. [1.0, 1.0, 1.0]) "
+        f"or one of {', '.join(SPACING_RULES)}, got {as_typed(value)}"
     )
     items = _three_items(value, r"\s,\[\]()", problem)
     try:
@@ -116,6 +122,18 @@ def parse_reference(value, key: str = "reference") -> str:
     except Exception as error:  # VolumeError, or whatever a non-NIfTI file makes nibabel say
         raise ConfigError(f"{key} {str(path)!r} cannot be used as a grid ({error})") from None
     return str(path)
+
+
+def _parse_number(key: str, value) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip() in ("", "null", "None")):
+        return None
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} must be a number or null, got {as_typed(value)}")
+    return number
 
 
 def _parse_bool(key: str, value) -> bool:
@@ -190,6 +208,11 @@ def parse_option(key: str, value):
         from .cases import parse_cases
 
         return parse_cases(value)
+    if key == "crop_or_pad":  # [X, Y, Z] or [] (off)
+        empty = value in ([], (), "", "[]", None)
+        return [] if empty else parse_desired_volume(value, key)
+    if key == "pad_value":  # a number or null
+        return _parse_number(key, value)
     if spec["type"] == "boolean":
         return _parse_bool(key, value)
     if "enum" in spec:
@@ -236,9 +259,42 @@ def normalise_config(config: dict, where: str = "") -> dict:
         checked["grids"] = parse_grids(checked["grids"], where)
     for key in DEFAULTS:
         checked[key] = parse_option(key, checked[key])
+    if not checked.get("grids") and not given.get("datasets"):
+        effective = next((k for k in GRID_KEYS[1:] if checked.get(k)), None)
+        try:
+            check_shaping({effective: True, **{k: checked[k] for k in SHAPE_KEYS}})
+        except ConfigError as problem:
+            raise ConfigError(f"{where}{problem}") from None
     if "datasets" in given:
         checked["datasets"] = normalise_datasets(checked, given["datasets"])
     return checked
+
+
+# Keys that shape a target spacing's grid (crop, pad); per dataset or per grid.
+SHAPE_KEYS = ("crop_or_pad", "pad_to_multiple", "pad_value")
+
+
+def shaping_keys(config: dict) -> dict:
+    """The crop/pad keys that do something (crop_or_pad set, pad_to_multiple > 1, a
+    pad_value): only they reach the jobs, so other command lines stay as they were."""
+    active = {
+        "crop_or_pad": bool(config.get("crop_or_pad")),
+        "pad_to_multiple": (config.get("pad_to_multiple") or 1) > 1,
+        "pad_value": config.get("pad_value") is not None,
+    }
+    return {key: config[key] for key, on in active.items() if on}
+
+
+def check_shaping(config: dict) -> None:
+    """crop_or_pad and pad_to_multiple only shape a target spacing's grid: with a fixed
+    shape (desired_volume) or a reference grid they are a configuration error."""
+    shaping = [k for k in shaping_keys(config) if k != "pad_value"]
+    fixed = next((k for k in ("reference", "desired_volume") if config.get(k)), None)
+    if shaping and not config.get("desired_spacing") and fixed:
+        raise ConfigError(
+            f"{' and '.join(shaping)} shape a desired_spacing grid; with {fixed} the shape is "
+            "fixed already: remove one of them"
+        )
 
 
 def _check_name(kind: str, name, where: str = "") -> str:
@@ -262,6 +318,8 @@ def parse_grids(value, where: str = "") -> dict[str, dict]:
     for name, spec in value.items():
         _check_name("grid", name, where)
         keys = sorted(spec) if isinstance(spec, dict) else []
+        shaping = {k: spec[k] for k in SHAPE_KEYS if k in keys}
+        keys = [k for k in keys if k not in SHAPE_KEYS]
         if keys not in (["desired_volume"], ["desired_spacing"], ["reference"]):
             raise ConfigError(
                 f"{where}grid {name!r} must set exactly one of desired_volume, "
@@ -275,6 +333,9 @@ def parse_grids(value, where: str = "") -> dict[str, dict]:
         }[key]
         try:
             grids[name] = {key: parse(spec[key])}
+            for option, given in shaping.items():
+                grids[name][option] = parse_option(option, given)
+            check_shaping(grids[name])
         except ConfigError as problem:
             raise ConfigError(f"{where}grid {name!r}: {problem}") from None
     return grids
@@ -317,9 +378,13 @@ def resolve_grids(config: dict) -> list[dict]:
     over desired_spacing, which wins over desired_volume (GRID_KEYS). Named grids go to
     output_path/<name>/; a flat desired_volume or desired_spacing to output_path itself."""
     out = config["output_path"]
+    # The dataset's crop_or_pad/pad_to_multiple/pad_value: defaults of its spacing grids.
+    shaping = shaping_keys(config)
     if config.get("grids"):
         return [
-            {"name": name, "label": name, **spec, "root": str(Path(out) / name)}
+            {"name": name, "label": name,
+             **(shaping if spec.get("desired_spacing") else {}), **spec,
+             "root": str(Path(out) / name)}
             for name, spec in config["grids"].items()
         ]
     if config.get("reference"):
@@ -328,18 +393,35 @@ def resolve_grids(config: dict) -> list[dict]:
         return [{"name": None, "label": label, "reference": reference, "root": out}]
     if config.get("desired_spacing"):
         spacing = config["desired_spacing"]
-        label = ",".join(_number_text(v) for v in spacing) + " mm"
-        return [{"name": None, "label": label, "desired_spacing": spacing, "root": out}]
+        label = spacing_label(spacing, shaping)
+        return [{"name": None, "label": label, "desired_spacing": spacing, **shaping,
+                 "root": out}]
     size = config["desired_volume"]
     label = "x".join(str(n) for n in size) + " voxels"
     return [{"name": None, "label": label, "desired_volume": size, "root": out}]
 
 
+def spacing_label(spacing, shaping: dict) -> str:
+    """The manifest's grid text of a target spacing: `1,1,1 mm`, `... cropped or padded to
+    128x128x64`, `... padded to a multiple of 16`; a rule's result says the rule."""
+    if isinstance(spacing, str):  # not resolved yet (fingerprint.resolve_spacing_rules)
+        return spacing
+    label = ",".join(_number_text(v) for v in spacing) + " mm"
+    if shaping.get("crop_or_pad"):
+        label += ", cropped or padded to " + "x".join(map(str, shaping["crop_or_pad"]))
+    if shaping.get("pad_to_multiple", 1) > 1:
+        label += f", padded to a multiple of {shaping['pad_to_multiple']}"
+    return label
+
+
 def grid_spec(grid: dict) -> dict:
-    """{"desired_volume": [...]}, {"desired_spacing": [...]} or {"reference": path}: what the
-    volume function takes."""
+    """{"desired_volume": [...]}, {"desired_spacing": [...], crop/pad keys} or {"reference":
+    path}: what the volume function takes."""
     key = next(k for k in ("reference", "desired_spacing", "desired_volume") if grid.get(k))
-    return {key: grid[key]}
+    spec = {key: grid[key]}
+    if key == "desired_spacing":
+        spec.update(shaping_keys(grid))
+    return spec
 
 
 def volume_prefix(name: str) -> str | None:

@@ -10,12 +10,12 @@ import numpy as np
 
 from .antialias import antialias_sigmas, gaussian_blur
 from .engine import grid_origin
-from .grids import size_ratios, target_grid
+from .grids import changes_text, own_grid, size_ratios
 from .errors import VolumeError
 from .labels import detect_label_map, resample_label_map
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
 from .files import remove_stale_partials
-from .nifti import Volume, itk_geometry, read_volume, resampled_affine, write_volume
+from .nifti import Volume, itk_geometry, read_volume, write_volume
 from .ongrid import (
     case_grid,
     check_overlap,
@@ -241,14 +241,35 @@ def resample_frame_onto(volume: Volume, frame: np.ndarray, grid, mapping, option
     return to_stored_type(resampled, low, high, dtype)
 
 
-def fixed_grid(in_path: Path, desired_volume, desired_spacing, reference, case_reference,
+def padding(volume: Volume, stored_low, pad_value=None):
+    """What padded image voxels hold, as a stored value: the input's minimum (a CT's air,
+    an MRI's background), or `pad_value` (physical, the input's scaling undone)."""
+    if pad_value is None:
+        return stored_low
+    slope, inter = volume.intensity_scaling
+    value = (float(pad_value) - inter) / slope
+    dtype = volume.data.dtype
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        value = np.rint(value)
+        if not info.min <= value <= info.max:  # clipping would silently change it
+            low, high = sorted((info.min * slope + inter, info.max * slope + inter))
+            raise VolumeError(
+                f"{volume.path.name}: pad_value {pad_value:g} cannot be stored in its "
+                f"{dtype} voxels (with its scaling they hold {low:g} to {high:g})"
+            )
+    return value
+
+
+def fixed_grid(in_path: Path, spec: dict, reference, case_reference,
                orientation: str = "keep"):
-    """The given grid the volume must land on (nii_resample.ongrid), or None for its own."""
+    """The given grid the volume must land on (nii_resample.ongrid), or None for its own
+    (`spec`: the grid options, grids.own_grid)."""
     if reference is not None:
         return reference_grid(reference)
     if case_reference is None or Path(case_reference).resolve() == in_path.resolve():
         return None
-    grid = {"desired_volume": desired_volume, "desired_spacing": desired_spacing}
+    grid = spec
     try:
         return case_grid(case_reference, grid, orientation)
     except VolumeError as error:
@@ -314,6 +335,9 @@ def resample_volume(
     volume: Volume | None = None,
     reference=None,
     case_reference=None,
+    crop_or_pad=None,
+    pad_to_multiple: int = 1,
+    pad_value=None,
 ) -> dict:
     """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels, or to `desired_spacing`
     (mm per axis), and write `out_path` atomically.
@@ -337,6 +361,10 @@ def resample_volume(
     desired_volume/desired_spacing. `case_reference`: the case's image; the output takes
     that image's output grid (on desired_volume/desired_spacing), computed from its header
     alone, bit for bit as the image's own job does (nii_resample.ongrid).
+    `crop_or_pad` (X, Y, Z) and `pad_to_multiple` (with desired_spacing): the grid is then
+    centre-cropped or padded to that shape on the same lattice (grids.own_grid): only the
+    kept voxels are resampled; padding holds the input's minimum (`pad_value`, a physical
+    value, for images), 0 for label maps.
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -360,12 +388,12 @@ def resample_volume(
     stored_low, stored_high, nonfinite_in, finite = value_summary(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
-    grid = fixed_grid(in_path, desired_volume, desired_spacing, reference, case_reference)
+    spec = {"desired_volume": desired_volume, "desired_spacing": desired_spacing,
+            "crop_or_pad": crop_or_pad, "pad_to_multiple": pad_to_multiple}
+    grid = fixed_grid(in_path, spec, reference, case_reference)
     if grid is None:
-        old_spacing = itk_geometry(volume.affine)["spacing"]
-        desired_volume, options["steps"] = target_grid(
-            volume.spatial_shape, old_spacing, desired_volume, desired_spacing
-        )
+        own = own_grid(volume.spatial_shape, volume.affine, spec)
+        desired_volume, options["steps"] = own.inner_shape, own.steps
     else:
         mapping = index_map(volume.affine, grid.affine)
         check_overlap(in_path, volume.spatial_shape, mapping, grid)
@@ -376,7 +404,14 @@ def resample_volume(
     intent = kind_reason.startswith("header intent")
     options["label_why"] = f"has {kind_reason}" if intent else "matched label_maps"
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
-    resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
+    if grid is None and own.kept is not None:  # cropped or padded: padding first
+        resampled = np.full(own.shape + (frames.shape[3],), 0, volume.data.dtype, order="F")
+        if not label_map:
+            resampled[...] = padding(volume, stored_low, pad_value)
+        box = own.kept + (slice(None),)
+    else:
+        resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
+        box = (slice(None),) * 4
     known = None  # a series: each frame its own range and mask
     if frames.shape[3] == 1:
         mask = None if finite is None else finite.reshape(frames.shape, order="F")[..., 0]
@@ -384,7 +419,7 @@ def resample_volume(
     del finite
     for index in range(frames.shape[3]):
         if grid is None:
-            resampled[..., index] = resample_frame(
+            resampled[box[:3] + (index,)] = resample_frame(
                 volume, frames[..., index], desired_volume, options, known
             )
         else:
@@ -392,11 +427,10 @@ def resample_volume(
                 volume, frames[..., index], grid, mapping, options, known
             )
     # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
-    resampled = resampled.reshape(desired_volume + volume.data.shape[3:], order="F")
+    out_shape = own.shape if grid is None else grid.shape
+    resampled = resampled.reshape(tuple(out_shape) + volume.data.shape[3:], order="F")
     if grid is None:
-        new_affine = resampled_affine(
-            volume.affine, volume.spatial_shape, desired_volume, options["steps"]
-        )
+        new_affine = own.affine
         ratios = size_ratios(volume.spatial_shape, desired_volume, options["steps"])
     else:
         new_affine, ratios = grid.affine, np.asarray(step_ratios(mapping))
@@ -413,6 +447,7 @@ def resample_volume(
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
         **grid_columns(volume, grid),
+        "crop_or_pad": changes_text(own.changes) if grid is None else "",
         **geometry_columns(volume, resampled.shape, new_affine),
         **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,

@@ -33,7 +33,7 @@ from nii_resample.resume import (
     release_stale_locks,
 )
 from nii_resample.options import SCHEMA_PATH
-from nii_resample.plan import output_file, plan_run
+from nii_resample.plan import fingerprint_lines, output_file, plan_run
 from nii_resample.processes import pid_is_gone, this_process
 from nii_resample.resident import DISMISSED_MARK
 from nii_resample.settings import (
@@ -50,6 +50,10 @@ except (ConfigError, InputFolderError) as problem:
     raise WorkflowError(f"Invalid configuration: {problem}.") from None
 # The package's schema: the one definition of every key (options.py derives the rest).
 validate(config, schema=str(SCHEMA_PATH))
+# A spacing chosen from the dataset (desired_spacing: median|nnunet) is said once.
+for planned in PLAN:
+    for line in fingerprint_lines(planned):
+        logger.warning(line)
 
 # Running again after a kill -9 just resumes: outputs are written atomically (temporary
 # name + rename), so a stale lock never guards a corrupt file. Only locks proven stale are
@@ -335,7 +339,9 @@ class Dataset:
     def __init__(self, planned):
         self.name, self.config = planned["name"], planned["config"]
         self.volumes, self.cases = planned["volumes"], planned["cases"]
+        self.fingerprints = planned["fingerprints"]
         self.out = str(Path(self.config["output_path"]))
+        self.fingerprint_file = f"{self.out}/dataset.json"
         self.manifest = f"{self.out}/manifest.tsv"
         self.targets = [Target(self, grid) for grid in planned["grids"]]
         # Several grids: each .nii.gz is decoded once (rule decode_volume) for all of them.

@@ -16,10 +16,16 @@ for DATASET in DATASETS:
         input:
             volumes=DATASET.outputs(),
         output:
+            **(
+                {"fingerprint": DATASET.fingerprint_file}
+                if DATASET.fingerprints
+                else {}
+            ),
             # update(): Snakemake keeps the previous manifest while the job runs and puts
             # it back if the job fails (a record that cannot be rebuilt), instead of
             # deleting it.
             manifest=update(DATASET.manifest),
+            # The spacing `desired_spacing: median|nnunet` chose, and what it saw.
         log:
             f"{DATASET.out}/logs/manifest.log",
         # runs in the snakemake process itself (cheap), never submitted to a cluster
@@ -28,6 +34,7 @@ for DATASET in DATASETS:
             "../envs/resample.yaml"
         params:
             jobs=DATASET.expected_jobs(),
+            fingerprints=DATASET.fingerprints,
         script:
             "../../scripts/manifest.py"
 
@@ -37,7 +44,10 @@ onsuccess:
     for dataset in DATASETS:
         write_failures_report(f"{dataset.out}/failures.tsv", [])
         if dataset.config["debug"]:
-            print_summary(dataset.config, dataset.manifest, len(dataset.volumes))
+            grids = [target.grid for target in dataset.targets]
+            print_summary(
+                dataset.config, dataset.manifest, len(dataset.volumes), grids
+            )
 
 
 onerror:
