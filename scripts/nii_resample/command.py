@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 
 from .options import DEFAULTS, PROPERTIES
+from .orientation import parse_orientation
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS
 
 
@@ -107,6 +108,8 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
         default=DEFAULTS["compression_level"],
         choices=range(level["minimum"], level["maximum"] + 1),
     )
+    parser.add_argument("--orientation", type=parse_orientation, default=DEFAULTS["orientation"],
+                        help=PROPERTIES["orientation"]["title"])
     parser.add_argument("--threads", type=int, default=DEFAULTS["threads_per_job"])
     job = parser.add_argument_group(
         "workflow job", "given together: write a log, a manifest record or a failure record"
@@ -137,4 +140,7 @@ def job_arguments(options: dict) -> str:
     words += ["--kind", options["kind"]]
     if options["kind_reason"]:
         words += ["--kind-reason", options["kind_reason"]]
+    # Only when set: the default leaves the command line, hence finished outputs, as they were.
+    if options.get("orientation", "keep") != "keep":
+        words += ["--orientation", options["orientation"]]
     return shlex.join(words)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import RecordNotRebuilt, VolumeError
 from .nifti import itk_geometry, read_volume, resampled_affine
+from .orientation import reorient_volume
 
 REBUILT_REASON = "record rebuilt from the files"
 
@@ -35,6 +36,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         source, target = read_volume(in_path), read_volume(out_path)
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
+    stored = source  # as the job: the original_* columns describe the file as stored
+    source, orientation = reorient_volume(source, options.get("orientation", "keep"))
     size, steps = target_grid(
         source.spatial_shape,
         itk_geometry(source.affine)["spacing"],
@@ -61,7 +64,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "engine": options["engine"],
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
-        **geometry_columns(source, target.data.shape, _expected_affine(source, target, steps)),
+        "orientation": orientation,
+        **geometry_columns(stored, target.data.shape, _expected_affine(source, target, steps)),
         **range_columns(target, (low, high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
 from .options import DEFAULTS, PROPERTIES, choices
+from .orientation import parse_orientation
 
 SAVING_MODES = choices("saving_mode")
 ENGINES = choices("engine")
@@ -169,6 +170,8 @@ def parse_option(key: str, value):
     """A plain option (one with a default) checked, and coerced from the string `--config`
     hands over, by its schema entry: boolean, enum, integer bounds, list of patterns."""
     spec = PROPERTIES[key]
+    if key == "orientation":
+        return parse_orientation(value)
     if spec["type"] == "boolean":
         return _parse_bool(key, value)
     if "enum" in spec:
@@ -434,4 +437,5 @@ def job_options(config: dict, file_name: str, grid: dict | None = None) -> dict:
         "antialias": config["antialias"],
         "label_interpolation": config["label_interpolation"],
         "compression_level": config["compression_level"],
+        "orientation": config["orientation"],
     }

@@ -16,6 +16,7 @@ from .labels import detect_label_map, resample_label_map
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
 from .files import remove_stale_partials
 from .nifti import Volume, itk_geometry, read_volume, resampled_affine, write_volume
+from .orientation import parse_orientation, reorient_volume
 
 
 
@@ -217,7 +218,8 @@ def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.nd
 
 def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
     """The manifest's columns on the two grids (records.RECORD_COLUMNS), shared with the
-    records rebuilt from the files (nii_resample.rebuild)."""
+    records rebuilt from the files (nii_resample.rebuild). `volume`: the input as stored
+    (before any reorientation: the `orientation` column says how its axes moved)."""
     old, new = itk_geometry(volume.affine), itk_geometry(new_affine)
     return {
         "pixel_type": str(volume.data.dtype),
@@ -260,6 +262,7 @@ def resample_volume(
     threads: int = 1,
     before_commit=None,
     volume: Volume | None = None,
+    orientation: str = "keep",
 ) -> dict:
     """Resample `in_path` to `desired_volume` = (X, Y, Z) voxels, or to `desired_spacing`
     (mm per axis), and write `out_path` atomically.
@@ -278,13 +281,16 @@ def resample_volume(
     called with the row once the output is complete, just before it is renamed into place
     (the workflow writes the row there, so a volume never exists without its row).
     `volume`: `in_path` already read (nifti.read_volume), to resample it onto several grids
-    with one read and decode (the Python API's grids).
+    with one read and decode (the Python API's grids). `orientation`: "keep" or an axis
+    code such as "RAS": the voxels are first reordered and flipped (never interpolated) to
+    it (nii_resample.orientation); X, Y, Z then name that orientation's axes.
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
     parse_choice("engine", engine, ENGINES)
     parse_choice("interpolation", interpolation, INTERPOLATIONS)
     parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
+    orientation = parse_orientation(orientation)
     kind = parse_choice("kind", kind or ("label_map" if label_map else "image"), KINDS)
     if (desired_volume is None) == (desired_spacing is None):
         raise ValueError("give exactly one of desired_volume and desired_spacing")
@@ -299,6 +305,8 @@ def resample_volume(
     remove_stale_partials(out_path)
     if volume is None:
         volume = read_volume(in_path)
+    stored = volume  # the manifest's original_* columns describe the file as stored
+    volume, orientation_text = reorient_volume(volume, orientation)
     stored_low, stored_high, nonfinite_in, finite = value_summary(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
@@ -340,7 +348,8 @@ def resample_volume(
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
-        **geometry_columns(volume, resampled.shape, new_affine),
+        "orientation": orientation_text,
+        **geometry_columns(stored, resampled.shape, new_affine),
         **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,

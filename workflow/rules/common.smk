@@ -411,9 +411,12 @@ def target_size(path, options):
         return options["desired_volume"]
     from nii_resample.grids import target_grid
     from nii_resample.nifti import read_header
+    from nii_resample.orientation import reorient_header
 
     try:
         header = read_header(path)
+        if options.get("orientation", "keep") != "keep":  # the job resamples these axes
+            header = reorient_header(header, options["orientation"])[0]
         shape = [int(n) for n in header.get_data_shape()[:3]] + [1, 1]
         spacing = [float(z) for z in header.get_zooms()[:3]] + [1.0, 1.0]
         return target_grid(shape[:3], spacing[:3], None, options["desired_spacing"])[0]
