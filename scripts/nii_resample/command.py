@@ -140,7 +140,7 @@ def job_arguments(options: dict) -> str:
     words += ["--kind", options["kind"]]
     if options["kind_reason"]:
         words += ["--kind-reason", options["kind_reason"]]
-    # Only when set: the default leaves the command line, hence finished outputs, as they were.
+    # Only when set (settings.job_options): the default leaves finished outputs as they were.
     if options.get("orientation", "keep") != "keep":
         words += ["--orientation", options["orientation"]]
     return shlex.join(words)

@@ -437,5 +437,7 @@ def job_options(config: dict, file_name: str, grid: dict | None = None) -> dict:
         "antialias": config["antialias"],
         "label_interpolation": config["label_interpolation"],
         "compression_level": config["compression_level"],
-        "orientation": config["orientation"],
+        # Only when set: the default keeps the manifest rule's params, hence an upgrade's
+        # finished run, as they were (nothing to be done).
+        **({"orientation": config["orientation"]} if config["orientation"] != "keep" else {}),
     }
