@@ -288,3 +288,9 @@ def test_workflow_reorients_records_it_and_reruns_only_when_it_changes(tmp_path)
     # keep written out or left to its default: the same command lines, nothing to do.
     default = {key: value for key, value in config.items() if key != "orientation"}
     assert "Nothing to be done" in run_snakemake(tmp_path / "work", default).output
+
+
+def test_the_job_command_line_refuses_an_invalid_code_with_the_same_sentence(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["a.nii.gz", "b.nii.gz", "4", "4", "4", "--orientation", "XYZ"])
+    assert "--orientation: orientation must be keep or three letters" in capsys.readouterr().err

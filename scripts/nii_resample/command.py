@@ -37,6 +37,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def orientation_code(text: str) -> str:
+    """argparse type of --orientation: keep or an axis code, with the config's sentence."""
+    try:
+        return parse_orientation(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+
+
 def wants_voxel_size(argv) -> bool:
     """Whether a command line gives X Y Z (positionals), not --desired-spacing or --grid."""
     return not any(
@@ -108,7 +116,7 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
         default=DEFAULTS["compression_level"],
         choices=range(level["minimum"], level["maximum"] + 1),
     )
-    parser.add_argument("--orientation", type=parse_orientation, default=DEFAULTS["orientation"],
+    parser.add_argument("--orientation", type=orientation_code, default=DEFAULTS["orientation"],
                         help=PROPERTIES["orientation"]["title"])
     parser.add_argument("--threads", type=int, default=DEFAULTS["threads_per_job"])
     job = parser.add_argument_group(
