@@ -128,7 +128,9 @@ def test_coronal_lsa_to_ras_both_transforms_each_by_its_own_and_codes_kept(tmp_p
     out = tmp_path / "cor_resampled.nii.gz"
     row = resample_volume(path, out, (14, 6, 10), orientation="RAS", interpolation="nearest")
     assert row["orientation"] == "LSA -> RAS"
-    assert row["original_size"] == "14x10x6" and row["new_size"] == "14x6x10"
+    # Before and after compare axis by axis: original_* are the input's once reordered.
+    assert row["original_size"] == "14x6x10" and row["new_size"] == "14x6x10"
+    assert row["original_spacing"] == row["new_spacing"] == "0.75,2.0,1.5"
     assert row["header_geometry"].startswith("sform(2) + qform(1), differ by up to")
 
     result = nib.load(out)

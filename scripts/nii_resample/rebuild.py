@@ -36,7 +36,6 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         source, target = read_volume(in_path), read_volume(out_path)
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
-    stored = source  # as the job: the original_* columns describe the file as stored
     source, orientation = reorient_volume(source, options.get("orientation", "keep"))
     size, steps = target_grid(
         source.spatial_shape,
@@ -65,7 +64,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
         "orientation": orientation,
-        **geometry_columns(stored, target.data.shape, _expected_affine(source, target, steps)),
+        **geometry_columns(source, target.data.shape, _expected_affine(source, target, steps)),
         **range_columns(target, (low, high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,

@@ -54,9 +54,10 @@ def estimate_mem_mb(
 
     `kind` is "image", "label_map" or "auto" (decided in the job from the content: the
     larger of the two is asked for); `floating` adds the non-finite path's working set;
-    `reorients` (an `orientation` other than keep) the reordered copy of the input, which
-    the job holds beside the stored one (`shape`: already in the new orientation). Each
-    retry (`attempt`) asks for proportionally more.
+    `reorients` (an `orientation` other than keep) the reordered copy of the input, beside
+    the stored one while it is made (and all along in the API's workers, which keep the
+    volume read for every grid); `shape` is then the new orientation's. Each retry
+    (`attempt`) asks for proportionally more.
     """
     voxels_in = math.prod(int(n) for n in shape[:3])
     frames = math.prod(max(int(n), 1) for n in shape[3:])

@@ -218,8 +218,8 @@ def interpolate_missing(frame, finite, desired_volume, options, sigmas) -> np.nd
 
 def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
     """The manifest's columns on the two grids (records.RECORD_COLUMNS), shared with the
-    records rebuilt from the files (nii_resample.rebuild). `volume`: the input as stored
-    (before any reorientation: the `orientation` column says how its axes moved)."""
+    records rebuilt from the files (nii_resample.rebuild). `volume`: the input once
+    reoriented, so that before and after compare axis by axis."""
     old, new = itk_geometry(volume.affine), itk_geometry(new_affine)
     return {
         "pixel_type": str(volume.data.dtype),
@@ -305,7 +305,6 @@ def resample_volume(
     remove_stale_partials(out_path)
     if volume is None:
         volume = read_volume(in_path)
-    stored = volume  # the manifest's original_* columns describe the file as stored
     volume, orientation_text = reorient_volume(volume, orientation)
     stored_low, stored_high, nonfinite_in, finite = value_summary(volume.data)
     if not np.isfinite(stored_low):
@@ -349,7 +348,7 @@ def resample_volume(
         "interpolation": label_interpolation if label_map else interpolation,
         "antialias": options["antialias"] and not label_map and downsampling,
         "orientation": orientation_text,
-        **geometry_columns(stored, resampled.shape, new_affine),
+        **geometry_columns(volume, resampled.shape, new_affine),
         **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,
