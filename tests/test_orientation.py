@@ -296,3 +296,40 @@ def test_the_job_command_line_refuses_an_invalid_code_with_the_same_sentence(cap
     with pytest.raises(SystemExit):
         build_parser().parse_args(["a.nii.gz", "b.nii.gz", "4", "4", "4", "--orientation", "XYZ"])
     assert "--orientation: orientation must be keep or three letters" in capsys.readouterr().err
+
+
+def test_the_grid_planned_from_the_header_alone_is_the_jobs(tmp_path):
+    """The workflow sizes a desired_spacing job from the header alone (memory request):
+    the reoriented header must give exactly the job's grid."""
+    from nii_resample.grids import target_grid
+    from nii_resample.nifti import read_header
+
+    data = smooth_volume((21, 9, 14), seed=7)
+    path = write_nifti(tmp_path / "lsa.nii.gz", data, affine_from((0.7, 1.3, 2.9), ORIGIN, LSA))
+    header = reorient_header(read_header(path), "RAS")[0]
+    volume, _ = reorient_volume(read_volume(path), "RAS")
+    assert np.array_equal(header.get_best_affine(), volume.affine)
+    planned = target_grid(header.get_data_shape(), header.get_zooms(), None, (1.0, 1.0, 1.0))[0]
+    row = resample_volume(path, tmp_path / "out.nii.gz", desired_spacing=(1.0, 1.0, 1.0),
+                          orientation="RAS")
+    assert row["new_size"] == "x".join(map(str, planned)) == "15x41x12"
+
+
+def test_api_with_several_grids_reorients_each(tmp_path):
+    data = smooth_volume((20, 16, 10), seed=8)
+    ras_affine = affine_from(SPACING, ORIGIN)
+    for code in ("LPS", "LSA"):
+        stored, affine = stored_as(code, data, ras_affine)
+        write_nifti(tmp_path / "in" / f"{code.lower()}.nii.gz", stored, affine)
+    grids = {"low": {"desired_volume": (10, 8, 5)}, "iso": {"desired_spacing": (2.0, 2.0, 2.0)}}
+    written = resampling_dataset(tmp_path / "in", tmp_path / "out", grids=grids,
+                                 orientation="ras", cores=2, progress=False)
+    assert len(written) == 4
+    for grid in grids:
+        lps, lsa = (nib.load(tmp_path / "out" / grid / name / f"{name}_resampled.nii.gz")
+                    for name in ("lps", "lsa"))
+        assert "".join(aff2axcodes(lps.affine)) == "RAS" and lps.shape == lsa.shape
+        assert np.array_equal(np.asanyarray(lps.dataobj), np.asanyarray(lsa.dataobj))
+        assert np.abs(lps.affine - lsa.affine).max() < 1e-6
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.tsv", sep="\t", dtype=str)
+    assert sorted(manifest["orientation"]) == ["LPS -> RAS"] * 2 + ["LSA -> RAS"] * 2
