@@ -75,6 +75,14 @@ CASES = {
     "series int16": ((96, 96, 40, 40), np.int16, "image", (64, 64, 30), [], {}),
     "series int16 itk": ((96, 96, 40, 40), np.int16, "image", (64, 64, 30),
                          ["--engine", "itk"], {"engine": "itk"}),
+    # orientation: the reordered copy of the input (the inputs are stored RAS).
+    "image int16 down reoriented": ((300, 300, 200), np.int16, "image", (160, 100, 160),
+                                    ["--orientation", "PIL"], {"orientation": "PIL"}),
+    "label uint8 down reoriented": ((300, 300, 200), np.uint8, "labels", (160, 100, 160),
+                                    ["--label-map", "--orientation", "PIL"],
+                                    {"label_map": True, "orientation": "PIL"}),
+    "series int16 reoriented": ((96, 96, 40, 40), np.int16, "image", (64, 30, 64),
+                                ["--orientation", "LIP"], {"orientation": "LIP"}),
     # Onto a reference grid (world coordinates, nii_resample.ongrid): the reference can be
     # much larger than the input; a rotated one maps every output voxel anywhere.
     "image int16 onto a larger reference": ((160, 160, 100), np.int16, "image",

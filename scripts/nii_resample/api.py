@@ -207,6 +207,7 @@ def resampling_dataset(
     label_interpolation: str = "linear_argmax",
     compression_level: int = 1,
     threads_per_job: int = 1,
+    orientation: str = "keep",
     progress: bool | None = None,
 ) -> list[str]:
     """Resample every `.nii.gz` in `nii_folder` to `desired_volume` = (X, Y, Z) voxels, or to

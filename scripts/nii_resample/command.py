@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 
 from .options import DEFAULTS, PROPERTIES
+from .orientation import parse_orientation
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS
 
 
@@ -34,6 +35,14 @@ def positive_float(text: str) -> float:
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+def orientation_code(text: str) -> str:
+    """argparse type of --orientation: keep or an axis code, with the config's sentence."""
+    try:
+        return parse_orientation(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
 
 
 def wants_voxel_size(argv) -> bool:
@@ -136,6 +145,8 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
         default=DEFAULTS["compression_level"],
         choices=range(level["minimum"], level["maximum"] + 1),
     )
+    parser.add_argument("--orientation", type=orientation_code, default=DEFAULTS["orientation"],
+                        help=PROPERTIES["orientation"]["title"])
     parser.add_argument("--threads", type=int, default=DEFAULTS["threads_per_job"])
     job = parser.add_argument_group(
         "workflow job", "given together: write a log, a manifest record or a failure record"
@@ -176,4 +187,7 @@ def job_arguments(options: dict) -> str:
     words += ["--kind", options["kind"]]
     if options["kind_reason"]:
         words += ["--kind-reason", options["kind_reason"]]
+    # Only when set (settings.job_options): the default leaves finished outputs as they were.
+    if options.get("orientation", "keep") != "keep":
+        words += ["--orientation", options["orientation"]]
     return shlex.join(words)

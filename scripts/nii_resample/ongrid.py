@@ -85,6 +85,10 @@ def planned_size(path, options: dict):
                 options["case_reference"], options, options.get("orientation", "keep")
             ).shape
         header = read_header(path)
+        if options.get("orientation", "keep") != "keep":  # the job resamples these axes
+            from .orientation import reorient_header
+
+            header = reorient_header(header, options["orientation"])[0]
         shape = [int(n) for n in header.get_data_shape()[:3]]
         return own_grid(shape, header.get_best_affine(), options).shape
     except Exception:

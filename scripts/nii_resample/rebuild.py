@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import RecordNotRebuilt, VolumeError
 from .nifti import read_volume
+from .orientation import reorient_volume
 
 REBUILT_REASON = "record rebuilt from the files"
 
@@ -38,10 +39,12 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         source, target = read_volume(in_path), read_volume(out_path)
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
+    source, orientation = reorient_volume(source, options.get("orientation", "keep"))
     spec = {key: options.get(key) for key in
             ("desired_volume", "desired_spacing", "crop_or_pad", "pad_to_multiple")}
     try:
-        grid = fixed_grid(in_path, spec, options.get("reference"), options.get("case_reference"))
+        grid = fixed_grid(in_path, spec, options.get("reference"), options.get("case_reference"),
+                          options.get("orientation", "keep"))
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
     own = None
@@ -72,6 +75,7 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
         "antialias": antialias and not label_map and shrinks,
         **grid_columns(source, grid),
+        "orientation": orientation,
         "crop_or_pad": changes_text(own.changes) if own is not None else "",
         **geometry_columns(source, target.data.shape, expected),
         **range_columns(target, (low, high), (new_low, new_high)),

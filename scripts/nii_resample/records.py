@@ -35,6 +35,7 @@ RECORD_COLUMNS = (
     "original_origin",
     "direction",
     "header_geometry",
+    "orientation",
     "new_size",
     "new_spacing",
     "new_origin",

@@ -47,13 +47,17 @@ def estimate_mem_mb(
     floating: bool = False,
     file_bytes: int = 0,
     attempt: int = 1,
+    reorients: bool = False,
 ) -> int:
     """MiB a job needs for a volume of `shape` (3-D or more; axes past the third are frames)
     stored with `itemsize` bytes a voxel, resampled to `desired_volume`.
 
     `kind` is "image", "label_map" or "auto" (decided in the job from the content: the
-    larger of the two is asked for); `floating` adds the non-finite path's working set.
-    Each retry (`attempt`) asks for proportionally more.
+    larger of the two is asked for); `floating` adds the non-finite path's working set;
+    `reorients` (an `orientation` other than keep) the reordered copy of the input, beside
+    the stored one while it is made (and all along in the API's workers, which keep the
+    volume read for every grid); `shape` is then the new orientation's. Each retry
+    (`attempt`) asks for proportionally more.
     """
     voxels_in = math.prod(int(n) for n in shape[:3])
     frames = math.prod(max(int(n), 1) for n in shape[3:])
@@ -82,7 +86,7 @@ def estimate_mem_mb(
             + LABEL_SCRATCH_MB * MEGABYTE
         )
         working = label if kind == "label_map" else max(image, label)
-    total = file_bytes + working
+    total = file_bytes + working + (stored if reorients else 0)
     base = BASE_MB["itk" if engine == "itk" and kind != "label_map" else "fast"]
     return int(attempt * (base + total / MEGABYTE))
 
@@ -91,14 +95,18 @@ def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int =
     """estimate_mem_mb for the file at `path` with a job's options (settings.job_options);
     never raises: an unreadable header (the job will say why) is sized from the file."""
     from .nifti import read_header
+    from .orientation import reorient_header
 
     path = Path(path)
+    orientation = options.get("orientation", "keep")
     try:
         file_bytes = path.stat().st_size
     except OSError:
         file_bytes = 0
     try:
         header = read_header(path)
+        if orientation != "keep":  # the job resamples the reordered axes
+            header = reorient_header(header, orientation)[0]
         shape = [int(n) for n in header.get_data_shape()]
         dtype = header.get_data_dtype()
         itemsize, floating = dtype.itemsize, dtype.kind == "f"
@@ -119,4 +127,5 @@ def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int =
         floating=floating,
         file_bytes=file_bytes,
         attempt=attempt,
+        reorients=orientation != "keep",
     )

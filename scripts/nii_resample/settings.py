@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
 from .options import DEFAULTS, PROPERTIES, choices
+from .orientation import parse_orientation
 
 SAVING_MODES = choices("saving_mode")
 ENGINES = choices("engine")
@@ -213,6 +214,8 @@ def parse_option(key: str, value):
         return [] if empty else parse_desired_volume(value, key)
     if key == "pad_value":  # a number or null
         return _parse_number(key, value)
+    if key == "orientation":
+        return parse_orientation(value)
     if spec["type"] == "boolean":
         return _parse_bool(key, value)
     if "enum" in spec:
@@ -558,4 +561,7 @@ def job_options(config: dict, file_name: str, grid: dict | None = None, case=Non
         "antialias": config["antialias"],
         "label_interpolation": config["label_interpolation"],
         "compression_level": config["compression_level"],
+        # Only when set: the default keeps the manifest rule's params, hence an upgrade's
+        # finished run, as they were (nothing to be done).
+        **({"orientation": config["orientation"]} if config["orientation"] != "keep" else {}),
     }

@@ -25,6 +25,7 @@ from .ongrid import (
     resample_image_onto,
     step_ratios,
 )
+from .orientation import parse_orientation, reorient_volume
 
 
 
@@ -290,7 +291,8 @@ def grid_columns(volume: Volume, grid) -> dict:
 
 def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
     """The manifest's columns on the two grids (records.RECORD_COLUMNS), shared with the
-    records rebuilt from the files (nii_resample.rebuild)."""
+    records rebuilt from the files (nii_resample.rebuild). `volume`: the input once
+    reoriented, so that before and after compare axis by axis."""
     old, new = itk_geometry(volume.affine), itk_geometry(new_affine)
     return {
         "pixel_type": str(volume.data.dtype),
@@ -333,6 +335,7 @@ def resample_volume(
     threads: int = 1,
     before_commit=None,
     volume: Volume | None = None,
+    orientation: str = "keep",
     reference=None,
     case_reference=None,
     crop_or_pad=None,
@@ -356,7 +359,9 @@ def resample_volume(
     called with the row once the output is complete, just before it is renamed into place
     (the workflow writes the row there, so a volume never exists without its row).
     `volume`: `in_path` already read (nifti.read_volume), to resample it onto several grids
-    with one read and decode (the Python API's grids).
+    with one read and decode (the Python API's grids). `orientation`: "keep" or an axis
+    code such as "RAS": the voxels are first reordered and flipped (never interpolated) to
+    it (nii_resample.orientation); X, Y, Z then name that orientation's axes.
     `reference`: a volume whose grid (shape, affine) the output takes exactly, instead of
     desired_volume/desired_spacing. `case_reference`: the case's image; the output takes
     that image's output grid (on desired_volume/desired_spacing), computed from its header
@@ -371,6 +376,7 @@ def resample_volume(
     parse_choice("engine", engine, ENGINES)
     parse_choice("interpolation", interpolation, INTERPOLATIONS)
     parse_choice("label_interpolation", label_interpolation, LABEL_INTERPOLATIONS)
+    orientation = parse_orientation(orientation)
     kind = parse_choice("kind", kind or ("label_map" if label_map else "image"), KINDS)
     if (desired_volume is None) == (desired_spacing is None) and reference is None:
         raise ValueError("give exactly one of desired_volume and desired_spacing")
@@ -385,12 +391,13 @@ def resample_volume(
     remove_stale_partials(out_path)
     if volume is None:
         volume = read_volume(in_path)
+    volume, orientation_text = reorient_volume(volume, orientation)
     stored_low, stored_high, nonfinite_in, finite = value_summary(volume.data)
     if not np.isfinite(stored_low):
         raise VolumeError(f"{in_path.name}: every voxel is NaN or infinite")
     spec = {"desired_volume": desired_volume, "desired_spacing": desired_spacing,
             "crop_or_pad": crop_or_pad, "pad_to_multiple": pad_to_multiple}
-    grid = fixed_grid(in_path, spec, reference, case_reference)
+    grid = fixed_grid(in_path, spec, reference, case_reference, orientation)
     if grid is None:
         own = own_grid(volume.spatial_shape, volume.affine, spec)
         desired_volume, options["steps"] = own.inner_shape, own.steps
@@ -448,6 +455,7 @@ def resample_volume(
         "antialias": options["antialias"] and not label_map and downsampling,
         **grid_columns(volume, grid),
         "crop_or_pad": changes_text(own.changes) if grid is None else "",
+        "orientation": orientation_text,
         **geometry_columns(volume, resampled.shape, new_affine),
         **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
