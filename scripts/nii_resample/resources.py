@@ -1,8 +1,8 @@
 """Memory a resample job needs, from the input's header alone (for `mem_mb` at planning time).
 
 A cluster kills a job that uses more than it asked for, so the request must cover the job's
-real peak for every path a volume can take: image (fast or itk engine), label map (linear
-arg-max or nearest), 4-D series, non-finite values. The coefficients below are bytes per
+real peak for every path a volume can take: image (fast or itk engine), label map (volume
+preserving, linear arg-max or nearest), 4-D series, non-finite values. The coefficients below are bytes per
 voxel, fitted on measured peaks (docs/benchmarks.md, "Memory per job") with a margin;
 tests/test_memory.py measures real jobs against this estimate.
 """
@@ -28,6 +28,10 @@ IMAGE_BYTES_PER_OUTPUT_VOXEL = 8  # + 2 x itemsize
 LABEL_BYTES_PER_OUTPUT_VOXEL = 12  # + itemsize
 # ... plus the slab-by-slab temporaries (labels.SLAB_VOXELS voxels at up to ~24 bytes each).
 LABEL_SCRATCH_MB = 120
+# Volume-preserving labels add the sparse candidates of the voxels that several labels
+# share (~10 bytes each, and the solver's ~30 bytes of working arrays per candidate): up to
+# ~36 bytes per output voxel measured when 14 labels each span the whole volume, upsampled.
+VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL = 40
 # Non-finite voxels (normalised interpolation): the finite mask and the zero-filled copy of
 # the frame (float32) and their resampled pair.
 NONFINITE_BYTES_PER_INPUT_VOXEL = 8
@@ -43,7 +47,7 @@ def estimate_mem_mb(
     *,
     engine: str = "fast",
     kind: str = "auto",
-    label_interpolation: str = "linear_argmax",
+    label_interpolation: str = "volume_preserving",
     floating: bool = False,
     file_bytes: int = 0,
     attempt: int = 1,
@@ -72,7 +76,7 @@ def estimate_mem_mb(
             + NONFINITE_BYTES_PER_OUTPUT_VOXEL * voxels_out
         )
     working = image
-    if kind != "image" and label_interpolation == "linear_argmax":
+    if kind != "image" and label_interpolation != "nearest":
         in_plane = 4 * int(desired_volume[0]) * int(desired_volume[1]) * int(shape[2])
         label = (
             stored
@@ -81,6 +85,8 @@ def estimate_mem_mb(
             + itemsize * voxels_out * frames
             + LABEL_SCRATCH_MB * MEGABYTE
         )
+        if label_interpolation == "volume_preserving":
+            label += VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL * voxels_out
         working = label if kind == "label_map" else max(image, label)
     total = file_bytes + working
     base = BASE_MB["itk" if engine == "itk" and kind != "label_map" else "fast"]
@@ -112,7 +118,7 @@ def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int =
         desired_volume,
         engine=options.get("engine", "fast"),
         kind=options.get("kind", "label_map" if options.get("label_map") else "auto"),
-        label_interpolation=options.get("label_interpolation", "linear_argmax"),
+        label_interpolation=options.get("label_interpolation", "volume_preserving"),
         floating=floating,
         file_bytes=file_bytes,
         attempt=attempt,
