@@ -696,8 +696,8 @@ def _check_all_voxels(data: np.ndarray, limit: int) -> tuple[str | None, int]:
 
 def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
     """(is it a label map?, the short reason for the manifest), from the NIfTI intent code,
-    else from the content: finite whole numbers, at most MAX_LABELS distinct values, and at
-    least MIN_UNIFORM of the non-background voxels inside uniform regions (measured on
+    else from the content: finite whole numbers, exactly two values (a mask), or at most
+    MAX_LABELS distinct values with at least MIN_UNIFORM of the non-background voxels inside uniform regions (measured on
     sampled slices of the first frame; docs/label_detection.md has the figures)."""
     intent = int(header["intent_code"])
     if intent in LABEL_INTENTS:
@@ -712,6 +712,12 @@ def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
     counted = _value_counts(sample, MAX_LABELS)
     if counted is None:
         return False, f"content: more than {MAX_LABELS} distinct values (image)"
+    if counted[0].size == 2:
+        # Two values are a mask however speckled (a 0/255 mask is no image to B-spline
+        # into 254 invented grey levels), if the whole volume holds no third one.
+        reason, distinct = _check_all_voxels(data, MAX_LABELS)
+        if reason is None and distinct == 2:
+            return True, "content: 2 integer values (a mask)"
     uniform = uniform_fraction(sample, counted[0][np.argmax(counted[1])])
     if uniform < MIN_UNIFORM:
         return False, f"content: {uniform:.0%} uniform (image)"
