@@ -118,7 +118,11 @@ LABEL_METHODS = ("volume_preserving", "linear_argmax", "nearest")
 # drift by ~1e-7, and a label that needs a voxel where it has 1e-5 gets it from elsewhere.
 SHARE_EPS = 1e-5
 # Offset sweeps of the volume-preserving assignment (measured: 5-25 reach every target).
-MAX_SWEEPS = 20
+MAX_SWEEPS = 8
+# ... then single-voxel moves along shortest paths finish the counts: each costs a pass over
+# the candidates, so at most REPAIR_WORK candidate visits in all (2000 moves for an atlas's
+# 100 k candidates; a huge map with millions keeps the few-voxel error of the sweeps).
+REPAIR_WORK = 2 * 10**8
 # Off-diagonal terms of an index map below this (relative) are rounding: separable path.
 SEPARABLE_TOLERANCE = 1e-9
 
@@ -264,6 +268,57 @@ def _neighbourhood(own, voxel_of, starts, sizes):
     return np.repeat(starts[vox], run) + within, run_starts
 
 
+def _repair(voxel_of, starts, label_of, score, offsets, winners, take, background_index,
+            max_moves):
+    """Exact counts from an optimal but off-count assignment (successive shortest paths on
+    the small graph of labels): an edge a -> b costs the cheapest voxel of a that b could
+    take (its loss of score + offset); Dijkstra from the labels with too many voxels to the
+    nearest one with too few, one voxel moved along each edge of the path, and the offsets
+    raised by the distances, so every voxel keeps its best label under the new offsets."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    n_labels = take.size
+    wanted = take.copy()
+    wanted[background_index] = 0
+    wanted[background_index] = starts.size - wanted.sum()
+    surplus = np.bincount(winners, minlength=n_labels) - wanted
+    # Each voxel's entry of its current label.
+    held = np.flatnonzero(label_of == winners[voxel_of])
+    held = held[np.r_[True, voxel_of[held[1:]] != voxel_of[held[:-1]]]]
+    for _ in range(max_moves):
+        if not (surplus > 0).any() or not (surplus < 0).any():
+            break
+        value = score + offsets[label_of]
+        holder = winners[voxel_of]
+        other = label_of != holder
+        loss = np.maximum(value[held][voxel_of[other]] - value[other], 0.0)
+        edge = holder[other].astype(np.int64) * n_labels + label_of[other]
+        order = np.lexsort((loss, edge))
+        first = order[np.r_[True, edge[order[1:]] != edge[order[:-1]]]]
+        entries = np.flatnonzero(other)[first]
+        # csr drops zero weights: a tight edge (loss 0) is kept as a tiny one.
+        graph = csr_matrix((loss[first] + 1e-12, divmod(edge[first], n_labels)),
+                           shape=(n_labels, n_labels))
+        distance, previous, _ = dijkstra(graph, indices=np.flatnonzero(surplus > 0),
+                                         min_only=True, return_predecessors=True)
+        reachable = np.flatnonzero((surplus < 0) & np.isfinite(distance))
+        if reachable.size == 0:
+            break
+        target = reachable[np.argmin(distance[reachable])]
+        by_edge = dict(zip(edge[first].tolist(), entries.tolist()))
+        node = target
+        while previous[node] >= 0:
+            entry = by_edge[int(previous[node]) * n_labels + int(node)]
+            winners[voxel_of[entry]] = node
+            held[voxel_of[entry]] = entry
+            node = previous[node]
+        surplus[node] -= 1
+        surplus[target] += 1
+        offsets += np.minimum(np.nan_to_num(distance, posinf=distance[target]), distance[target])
+    return winners
+
+
 def _transport(voxel_of, starts, label_of, score, take, background_index) -> np.ndarray:
     """The winning label index of each shared voxel: the highest score plus a per-label
     offset, the offsets found so that label l wins `take[l]` voxels (a transportation
@@ -280,8 +335,11 @@ def _transport(voxel_of, starts, label_of, score, take, background_index) -> np.
         winners = _winners(voxel_of, starts, label_of, score, offsets)
         off = np.bincount(winners, minlength=n_labels) != take
         off[background_index] = False
-        if sweep == MAX_SWEEPS or not off.any():
+        if not off.any():
             return winners
+        if sweep == MAX_SWEEPS:
+            return _repair(voxel_of, starts, label_of, score, offsets, winners, take,
+                           background_index, min(2000, REPAIR_WORK // max(1, score.size)))
         for index in np.flatnonzero(off):
             own = by_label[bounds[index] : bounds[index + 1]]
             around, run_starts = _neighbourhood(own, voxel_of, starts, sizes)
