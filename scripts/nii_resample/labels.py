@@ -363,9 +363,21 @@ def _label_indices(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.searchsorted(values, labels).astype(np.int32)
 
 
-def _assign_volumes(shares: _Shares, inside, values, targets, background_index) -> np.ndarray:
+def _raster_key(input_position, shape_in, voxels) -> np.ndarray:
+    """A number in (0, 1) that orders voxels by their input position, raster order (the
+    same whatever the output grid's axis order or flips)."""
+    position = input_position(voxels)
+    key = np.zeros(voxels.size)
+    for axis, n in enumerate(shape_in):
+        key = key * (n + 2) + (position[axis] + 1.0)
+    return key / float(np.prod([n + 2 for n in shape_in]))
+
+
+def _assign_volumes(shares: _Shares, inside, values, targets, background_index, input_position,
+                    shape_in) -> np.ndarray:
     """The arg-max map with its shared voxels inside `inside` re-assigned so that every
-    label has its target voxel count (voxels outside the input's field of view keep theirs)."""
+    label has its target voxel count (voxels outside the input's field of view keep theirs).
+    `input_position(flat voxels)`: their (3, n) input continuous indices."""
     result = shares.arg_max()
     voxels, label_of, share = shares.entries(background_index)
     flat_result = result.reshape(-1)
@@ -398,12 +410,13 @@ def _assign_volumes(shares: _Shares, inside, values, targets, background_index) 
     fixed = counts - np.bincount(_label_indices(values, flat_result[problem]), minlength=values.size)
     take = targets - fixed
     # Equal shares (a regular grid's boundary plane) are split by a tiny ramp along the
-    # raster order, different for every label: a threshold can stop part-way through a
-    # plane of ties, and the part a label takes is one compact piece, not salt and pepper.
+    # raster order of the input, different for every label: a threshold can stop part-way
+    # through a plane of ties, and the part a label takes is one compact piece, not salt
+    # and pepper (and the same piece for a permuted or flipped output grid).
     ramp = (np.arange(values.size) * 0.6180339887498949) % 1.0 + 0.5
     score = ramp[label_of]
-    score *= voxels
-    score *= 1e-6 / flat_result.size
+    score *= _raster_key(input_position, shape_in, voxels)
+    score *= 1e-6
     score += share
     del share, voxels
     winners = _transport(voxel_of, starts, label_of, score, take, background_index)
@@ -431,9 +444,11 @@ def _inside_separable(shape_in, positions) -> np.ndarray:
     return masks[0][:, None, None] & masks[1][None, :, None] & masks[2][None, None, :]
 
 
-def _resample_separable(labels, positions, scales, method, outside):
+def _resample_separable(labels, positions, scales, method, outside, original=None):
     """Labels sampled at per-axis input positions (`scales`: input voxels per output voxel);
-    output voxels beyond the input's field of view get `outside` (None: the edge label)."""
+    output voxels beyond the input's field of view get `outside` (None: the edge label).
+    `original`: (input axis, positions along it) of each axis of a transposed or flipped
+    `labels` view, so that ties are broken in the input's own raster order."""
     out_shape = tuple(pos.size for pos in positions)
     inside = _inside_separable(labels.shape, positions)
     if method == "nearest":
@@ -444,13 +459,15 @@ def _resample_separable(labels, positions, scales, method, outside):
         ]
         result = labels[np.ix_(*nearest)]
     else:
-        result = _separable_shares(labels, positions, method, inside, scales)
+        if original is None:
+            original = [(axis, pos) for axis, pos in enumerate(positions)]
+        result = _separable_shares(labels, positions, method, inside, scales, original)
     if outside is not None:
         result[~inside] = outside
     return result
 
 
-def _separable_shares(labels, positions, method, inside, scales):
+def _separable_shares(labels, positions, method, inside, scales, original):
     """linear_argmax or volume_preserving on the separable (per-axis) grid."""
     old_shape = labels.shape
     out_shape = tuple(pos.size for pos in positions)
@@ -489,7 +506,19 @@ def _separable_shares(labels, positions, method, inside, scales):
     fov = _fov_counts_separable(labels, values, positions, scales)
     ratio = 1.0 / float(np.prod(scales))
     targets = _targets(fov, ratio, int(np.count_nonzero(inside)), background_index)
-    return _assign_volumes(shares, inside, values, targets, background_index)
+
+    def input_position(voxels):
+        coordinates = np.unravel_index(voxels, out_shape)
+        position = np.empty((3, voxels.size))
+        for coordinate, (axis, along) in zip(coordinates, original):
+            position[axis] = along[coordinate]
+        return position
+
+    shape_in = [0] * 3
+    for n, (axis, _) in zip(labels.shape, original):
+        shape_in[axis] = n
+    return _assign_volumes(shares, inside, values, targets, background_index, input_position,
+                           shape_in)
 
 
 def resample_label_map(labels: np.ndarray, new_shape, steps=None, method="linear_argmax") -> np.ndarray:
@@ -534,15 +563,16 @@ def resample_labels(
     # Axis swaps and flips are views of the input: the exact separable path serves them.
     axes, signs = permutation
     view = labels.transpose(axes)
-    positions, scales = [], []
+    positions, scales, original = [], [], []
     for out_axis, (in_axis, sign) in enumerate(zip(axes, signs)):
         pos = linear[in_axis, out_axis] * np.arange(out_shape[out_axis]) + shift[in_axis]
+        original.append((int(in_axis), pos))
         if sign < 0:
             view = np.flip(view, out_axis)
             pos = (labels.shape[in_axis] - 1) - pos
         positions.append(pos)
         scales.append(abs(linear[in_axis, out_axis]))
-    return _resample_separable(view, positions, scales, method, outside)
+    return _resample_separable(view, positions, scales, method, outside, original)
 
 
 def _mapped_coordinate(index_map, axis, shape, corner):
@@ -598,6 +628,33 @@ def _output_box(index_map, low, high, out_shape):
     return first, last
 
 
+def _share_blocks(labels, value, box, out_shape, index_map):
+    """(first voxel, block) of the trilinear share of `value` on the output grid, for the
+    output box that its input bounding `box` can reach, output slab by output slab."""
+    from scipy.ndimage import affine_transform
+
+    linear, shift = index_map[:3, :3], index_map[:3, 3]
+    # One voxel of margin (the linear kernel's support); at the input's edges the edge
+    # value continues to -0.5 / n - 0.5 (mode "nearest"), as on the separable path.
+    low = [b.start - 1 if b.start > 0 else -0.5 for b in box]
+    high = [b.stop if b.stop < n else n - 0.5 for b, n in zip(box, labels.shape)]
+    first, last = _output_box(index_map, low, high, out_shape)
+    if (last <= first).any():
+        return
+    corner_in = np.array([max(b.start - 1, 0) for b in box])
+    block_in = tuple(slice(c, min(b.stop + 1, n)) for c, b, n in zip(corner_in, box, labels.shape))
+    indicator = (labels[block_in] == value).view(np.uint8)
+    size = tuple(int(n) for n in last - first)
+    for part in _output_slabs(size):
+        corner = (int(first[0]), int(first[1]), int(first[2]) + part.start)
+        offset = linear @ np.array(corner, np.float64) + shift - corner_in
+        yield corner, affine_transform(
+            indicator, linear, offset=offset,
+            output_shape=(size[0], size[1], part.stop - part.start),
+            order=1, mode="nearest", output=np.float32,
+        )
+
+
 def _resample_general(labels, out_shape, index_map, method, outside):
     """Any affine index map: each label's indicator box through scipy's trilinear
     affine_transform, output slab by output slab (memory bounded as the separable path)."""
@@ -621,35 +678,20 @@ def _resample_general(labels, out_shape, index_map, method, outside):
         others = [value for value in values if value != background]
         boxes = _bounding_boxes(labels, others) if others else {}
         for index, value in enumerate(values):
-            if value == background:
-                continue
-            box = boxes[value]
-            # One voxel of margin (the linear kernel's support); at the input's edges the
-            # edge value continues to -0.5 / n - 0.5 (mode "nearest"), as the separable path.
-            low = [b.start - 1 if b.start > 0 else -0.5 for b in box]
-            high = [b.stop if b.stop < n else n - 0.5 for b, n in zip(box, labels.shape)]
-            first, last = _output_box(index_map, low, high, out_shape)
-            if (last <= first).any():
-                continue
-            corner_in = np.array([max(b.start - 1, 0) for b in box])
-            block_in = tuple(slice(c, min(b.stop + 1, n)) for c, b, n in zip(corner_in, box, labels.shape))
-            indicator = (labels[block_in] == value).view(np.uint8)
-            size = tuple(int(n) for n in last - first)
-            for part in _output_slabs(size):
-                corner = (first[0], first[1], first[2] + part.start)
-                offset = linear @ np.array(corner, np.float64) + shift - corner_in
-                share = affine_transform(
-                    indicator, linear, offset=offset,
-                    output_shape=(size[0], size[1], part.stop - part.start),
-                    order=1, mode="nearest", output=np.float32,
-                )
-                shares.add(index, value, corner, share)
-            del indicator
+            if value != background:
+                for corner, share in _share_blocks(labels, value, boxes[value], out_shape, index_map):
+                    shares.add(index, value, corner, share)
         if method == "volume_preserving":
             fov = _fov_counts_general(labels, values, out_shape, index_map)
             ratio = 1.0 / abs(float(np.linalg.det(linear)))
             targets = _targets(fov, ratio, int(np.count_nonzero(inside)), background_index)
-            result = _assign_volumes(shares, inside, values, targets, background_index)
+
+            def input_position(voxels):
+                coordinates = np.array(np.unravel_index(voxels, out_shape), np.float64)
+                return linear @ coordinates + shift[:, None]
+
+            result = _assign_volumes(shares, inside, values, targets, background_index,
+                                     input_position, labels.shape)
         else:
             result = shares.arg_max()
     if outside is not None:
