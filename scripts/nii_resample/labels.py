@@ -327,8 +327,12 @@ def _transport(voxel_of, starts, label_of, score, take, background_index) -> np.
     label in turn gets its exact offset (a partition; Gauss-Seidel on the dual), in sweeps
     until every count holds. The background keeps offset 0 and takes the rest."""
     n_labels = take.size
+    candidates = np.bincount(label_of, minlength=n_labels)
+    # A label cannot take more voxels than it is a candidate for (a thin label whose whole
+    # support is smaller than its volume), nor fewer than none.
+    take = np.clip(take, 0, candidates)
     by_label = np.argsort(label_of, kind="stable").astype(voxel_of.dtype)
-    bounds = np.r_[0, np.cumsum(np.bincount(label_of, minlength=n_labels))]
+    bounds = np.r_[0, np.cumsum(candidates)]
     sizes = np.diff(np.r_[starts, label_of.size])
     offsets = _entropic_offsets(voxel_of, starts, label_of, score, take, background_index)
     for sweep in range(MAX_SWEEPS + 1):
@@ -342,6 +346,8 @@ def _transport(voxel_of, starts, label_of, score, take, background_index) -> np.
                            background_index, min(2000, REPAIR_WORK // max(1, score.size)))
         for index in np.flatnonzero(off):
             own = by_label[bounds[index] : bounds[index + 1]]
+            if own.size == 0:
+                continue
             around, run_starts = _neighbourhood(own, voxel_of, starts, sizes)
             others = score[around] + offsets[label_of[around]]
             others[label_of[around] == index] = -np.inf
