@@ -122,7 +122,8 @@ def test_linear_argmax_by_name_is_the_previous_method(tmp_path):
 def rotated_map(in_shape, out_shape, angle_degrees, scales, shift=(0.0, 0.0, 0.0)):
     """Index map of an output grid rotated about the input's centre (output centre on it)."""
     index_map = np.eye(4)
-    index_map[:3, :3] = rotation(angle_degrees, 2) @ rotation(angle_degrees / 2, 0) @ np.diag(scales)
+    turn = rotation(angle_degrees, 2) @ rotation(angle_degrees / 2, 0)
+    index_map[:3, :3] = turn @ np.diag(scales)
     centre_in = (np.array(in_shape) - 1) / 2 + np.array(shift)
     centre_out = (np.array(out_shape) - 1) / 2
     index_map[:3, 3] = centre_in - index_map[:3, :3] @ centre_out

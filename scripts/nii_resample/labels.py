@@ -186,8 +186,9 @@ class _Shares:
         self.total = self.voxels = self.shares = self.label_runs = None
         if not voxels:
             return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-        label_type = np.int16 if background_index < 2**15 and len(runs) and max(i for i, _ in runs) < 2**15 else np.int32
-        labels = np.repeat(np.array([index for index, _ in runs], label_type), [size for _, size in runs])
+        indices = [index for index, _ in runs]
+        label_type = np.int16 if max(indices) < 2**15 else np.int32
+        labels = np.repeat(np.array(indices, label_type), [size for _, size in runs])
         voxels = np.concatenate(voxels)
         return voxels, labels, np.concatenate(shares)
 
@@ -325,10 +326,12 @@ def _repair(voxel_of, starts, label_of, score, offsets, winners, take, backgroun
 def _transport(voxel_of, starts, label_of, score, take, background_index) -> np.ndarray:
     """The winning label index of each shared voxel: the highest score plus a per-label
     offset, the offsets found so that label l wins `take[l]` voxels (a transportation
-    problem; the offsets are its dual prices). Given the others' offsets, label l's count
-    is a threshold on its margin over the best other label at each of its voxels, so each
-    label in turn gets its exact offset (a partition; Gauss-Seidel on the dual), in sweeps
-    until every count holds. The background keeps offset 0 and takes the rest."""
+    problem; the offsets are its dual prices). Sinkhorn scaling gives all offsets at once;
+    then, given the others' offsets, label l's count is a threshold on its margin over the
+    best other label at each of its voxels, so each label in turn gets its exact offset (a
+    partition; Gauss-Seidel on the dual), for a few sweeps; where labels fighting over tied
+    voxels stall those, shortest-path moves (_repair) finish the counts. The background
+    keeps offset 0 and takes the rest."""
     n_labels = take.size
     candidates = np.bincount(label_of, minlength=n_labels)
     # A label cannot take more voxels than it is a candidate for (a thin label whose whole
@@ -416,7 +419,8 @@ def _assign_volumes(shares: _Shares, inside, values, targets, background_index, 
         counts += np.bincount(
             _label_indices(values, result[window][inside[window]]), minlength=values.size
         )
-    fixed = counts - np.bincount(_label_indices(values, flat_result[problem]), minlength=values.size)
+    shared_now = _label_indices(values, flat_result[problem])
+    fixed = counts - np.bincount(shared_now, minlength=values.size)
     take = targets - fixed
     # Equal shares (a regular grid's boundary plane) are split by a tiny ramp along the
     # raster order of the input, different for every label: a threshold can stop part-way
@@ -458,7 +462,6 @@ def _resample_separable(labels, positions, scales, method, outside, original=Non
     output voxels beyond the input's field of view get `outside` (None: the edge label).
     `original`: (input axis, positions along it) of each axis of a transposed or flipped
     `labels` view, so that ties are broken in the input's own raster order."""
-    out_shape = tuple(pos.size for pos in positions)
     inside = _inside_separable(labels.shape, positions)
     if method == "nearest":
         # Round half up, as ITK's nearest-neighbour interpolator (engine.py).
@@ -530,7 +533,9 @@ def _separable_shares(labels, positions, method, inside, scales, original):
                            shape_in)
 
 
-def resample_label_map(labels: np.ndarray, new_shape, steps=None, method="linear_argmax") -> np.ndarray:
+def resample_label_map(
+    labels: np.ndarray, new_shape, steps=None, method: str = "linear_argmax"
+) -> np.ndarray:
     """Resample a 3-D integer label map onto `new_shape` (`steps`: a target spacing's grid,
     nii_resample.grids) by `method` (LABEL_METHODS); the output keeps the input's type.
     Beyond the input's field of view (a spacing grid larger than the input) the edge
@@ -551,16 +556,28 @@ def _signed_permutation(linear: np.ndarray):
     permutation (a diagonal with flips and axis swaps), else None."""
     size = np.abs(linear)
     small = size <= SEPARABLE_TOLERANCE * size.max()
-    if not (np.count_nonzero(~small, axis=0) == 1).all() or not (np.count_nonzero(~small, axis=1) == 1).all():
-        return None
+    for axis in (0, 1):
+        if not (np.count_nonzero(~small, axis=axis) == 1).all():
+            return None
     axes = np.argmax(size, axis=0)  # column c (output axis) -> row (input axis)
     return axes, np.sign(linear[axes, np.arange(3)])
 
 
 def resample_labels(
-    labels: np.ndarray, out_shape, index_map: np.ndarray, method: str = "volume_preserving", outside=0
+    labels: np.ndarray,
+    out_shape,
+    index_map: np.ndarray,
+    method: str = "volume_preserving",
+    outside=0,
 ) -> np.ndarray:
-    """3-D integer label map onto a grid of `out_shape` voxels; index_map (4x4): output voxel index -> input continuous voxel index (any rotation/permutation/scaling). method: volume_preserving | linear_argmax | nearest. Output voxels whose input position lies outside the input's field of view (continuous index < -0.5 or > n - 0.5 on any axis) get `outside`."""
+    """3-D integer label map onto a grid of `out_shape` voxels; index_map (4x4): output
+    voxel index -> input continuous voxel index (any rotation/permutation/scaling).
+    method: volume_preserving | linear_argmax | nearest. Output voxels whose input position
+    lies outside the input's field of view (continuous index < -0.5 or > n - 0.5 on any
+    axis) get `outside`.
+
+    A diagonal map, with axis swaps and flips, takes the exact separable path; any other
+    the general one (scipy's trilinear affine_transform of each label's indicator box)."""
     if method not in LABEL_METHODS:
         raise ValueError(f"label method {method!r}: expected one of {', '.join(LABEL_METHODS)}")
     index_map = np.asarray(index_map, dtype=np.float64)
@@ -609,7 +626,8 @@ def _inside_general(shape_in, out_shape, index_map) -> np.ndarray:
 def _fov_counts_general(labels, values, out_shape, index_map) -> np.ndarray:
     """Voxels of each label whose centres lie inside the output's field of view."""
     inverse = np.linalg.inv(index_map)
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in labels.shape], indexing="ij")).reshape(3, -1)
+    ends = [[0, n - 1] for n in labels.shape]
+    corners = np.array(np.meshgrid(*ends, indexing="ij")).reshape(3, -1)
     mapped = inverse[:3, :3] @ corners + inverse[:3, 3:]
     limits = np.array(out_shape)[:, None] - 0.5
     if ((mapped >= -0.5 - 1e-9) & (mapped <= limits + 1e-9)).all():  # convex: all inside
@@ -688,7 +706,8 @@ def _resample_general(labels, out_shape, index_map, method, outside):
         boxes = _bounding_boxes(labels, others) if others else {}
         for index, value in enumerate(values):
             if value != background:
-                for corner, share in _share_blocks(labels, value, boxes[value], out_shape, index_map):
+                blocks = _share_blocks(labels, value, boxes[value], out_shape, index_map)
+                for corner, share in blocks:
                     shares.add(index, value, corner, share)
         if method == "volume_preserving":
             fov = _fov_counts_general(labels, values, out_shape, index_map)
@@ -805,9 +824,10 @@ def _check_all_voxels(data: np.ndarray, limit: int) -> tuple[str | None, int]:
 
 def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
     """(is it a label map?, the short reason for the manifest), from the NIfTI intent code,
-    else from the content: finite whole numbers, exactly two values (a mask), or at most
-    MAX_LABELS distinct values with at least MIN_UNIFORM of the non-background voxels inside uniform regions (measured on
-    sampled slices of the first frame; docs/label_detection.md has the figures)."""
+    else from the content: finite whole numbers, and exactly two values (a mask) or at most
+    MAX_LABELS distinct values with at least MIN_UNIFORM of the non-background voxels inside
+    uniform regions (measured on sampled slices of the first frame; docs/label_detection.md
+    has the figures)."""
     intent = int(header["intent_code"])
     if intent in LABEL_INTENTS:
         return True, f"header intent {LABEL_INTENTS[intent]}"
