@@ -125,7 +125,7 @@ MAX_SWEEPS = 8
 # ... then single-voxel moves along shortest paths finish the counts: each costs a pass over
 # the candidates, so at most REPAIR_WORK candidate visits in all (2000 moves for an atlas's
 # 100 k candidates; a huge map with millions keeps the few-voxel error of the sweeps).
-REPAIR_WORK = 2 * 10**8
+REPAIR_WORK = 5 * 10**7
 # Off-diagonal terms of an index map below this (relative) are rounding: separable path.
 SEPARABLE_TOLERANCE = 1e-9
 
@@ -193,22 +193,28 @@ class _Shares:
         return voxels, labels, np.concatenate(shares)
 
 
-def _targets(fov_counts: np.ndarray, ratio: float, available: int, background_index: int):
-    """Voxel count each label should get: its input voxels inside the output field of view
-    times the voxel volume ratio, rounded by largest remainder; the background the rest."""
-    raw = fov_counts * ratio
+def _targets(fov_counts, ratio: float, available: int, background_index: int, carry=None):
+    """(Voxel count each label should get, what rounding left over): its input voxels inside
+    the output field of view times the voxel volume ratio (plus `carry`, a previous slab's
+    leftover), rounded by largest remainder; the background the rest."""
+    raw = fov_counts * ratio + (0.0 if carry is None else carry)
     raw[background_index] = 0.0
-    targets = np.floor(raw).astype(np.int64)
+    targets = np.maximum(np.floor(raw), 0).astype(np.int64)
     missing = int(round(raw.sum())) - int(targets.sum())
     if missing > 0:
         targets[np.argsort(targets - raw, kind="stable")[:missing]] += 1
     targets[background_index] = 0
     targets[background_index] = max(0, available - int(targets.sum()))
-    return targets
+    left = raw - targets
+    left[background_index] = 0.0
+    return targets, left
 
 
 # Entropic (Sinkhorn) stages: temperature and most iterations at each.
 SINKHORN_STAGES = ((0.1, 30), (0.03, 30), (0.01, 40), (0.003, 60))
+# ... fewer for millions of candidates (at most this many candidate visits per stage): the
+# threshold sweeps and the repair finish what the entropic offsets leave.
+SINKHORN_WORK = 2 * 10**7
 
 
 def _entropic_offsets(voxel_of, starts, label_of, score, take, background_index):
@@ -228,10 +234,10 @@ def _entropic_offsets(voxel_of, starts, label_of, score, take, background_index)
     log_wanted = np.log(np.maximum(wanted, 1e-300))
     scaled = np.empty(score.size)
     per_voxel = np.empty(score.size)
-    # Close enough for the threshold sweeps to finish: half a voxel, or 0.2 % of a large label.
-    tolerance = 0.5 + 0.002 * wanted
+    # Close enough for the threshold sweeps to finish: half a voxel, or 1 % of a large label.
+    tolerance = 0.5 + 0.01 * wanted
     for temperature, iterations in SINKHORN_STAGES:
-        for _ in range(iterations):
+        for _ in range(min(iterations, max(5, SINKHORN_WORK // max(1, score.size)))):
             np.take(offsets, label_of, out=scaled)
             scaled += score
             scaled /= temperature
@@ -272,6 +278,31 @@ def _neighbourhood(own, voxel_of, starts, sizes):
     return np.repeat(starts[vox], run) + within, run_starts
 
 
+def _cheapest_per_edge(edge, loss, entry):
+    """The smallest loss of each edge, with its entry."""
+    order = np.lexsort((loss, edge))
+    first = order[np.r_[True, edge[order[1:]] != edge[order[:-1]]]]
+    return edge[first], loss[first], entry[first]
+
+
+def _cheapest_moves(voxel_of, label_of, score, offsets, winners, held):
+    """Edges a -> b (as a * n_labels + b) of the label graph: the cheapest voxel that label
+    a holds and b could take, its loss of score + offset, and b's entry there (in chunks)."""
+    n_labels = offsets.size
+    held_value = score[held] + offsets[winners]
+    found = []
+    for start in range(0, label_of.size, CHUNK):
+        part = slice(start, start + CHUNK)
+        voxel, label = voxel_of[part], label_of[part]
+        holder = winners[voxel]
+        other = np.flatnonzero(label != holder)
+        value = score[part][other] + offsets[label[other]]
+        loss = np.maximum(held_value[voxel[other]] - value, 0.0)
+        edge = holder[other].astype(np.int64) * n_labels + label[other]
+        found.append(_cheapest_per_edge(edge, loss, other + start))
+    return _cheapest_per_edge(*(np.concatenate(column) for column in zip(*found)))
+
+
 def _repair(voxel_of, starts, label_of, score, offsets, winners, take, background_index,
             max_moves):
     """Exact counts from an optimal but off-count assignment (successive shortest paths on
@@ -293,24 +324,16 @@ def _repair(voxel_of, starts, label_of, score, offsets, winners, take, backgroun
     for _ in range(max_moves):
         if not (surplus > 0).any() or not (surplus < 0).any():
             break
-        value = score + offsets[label_of]
-        holder = winners[voxel_of]
-        other = label_of != holder
-        loss = np.maximum(value[held][voxel_of[other]] - value[other], 0.0)
-        edge = holder[other].astype(np.int64) * n_labels + label_of[other]
-        order = np.lexsort((loss, edge))
-        first = order[np.r_[True, edge[order[1:]] != edge[order[:-1]]]]
-        entries = np.flatnonzero(other)[first]
+        edge, loss, entries = _cheapest_moves(voxel_of, label_of, score, offsets, winners, held)
         # csr drops zero weights: a tight edge (loss 0) is kept as a tiny one.
-        graph = csr_matrix((loss[first] + 1e-12, divmod(edge[first], n_labels)),
-                           shape=(n_labels, n_labels))
+        graph = csr_matrix((loss + 1e-12, divmod(edge, n_labels)), shape=(n_labels, n_labels))
         distance, previous, _ = dijkstra(graph, indices=np.flatnonzero(surplus > 0),
                                          min_only=True, return_predecessors=True)
         reachable = np.flatnonzero((surplus < 0) & np.isfinite(distance))
         if reachable.size == 0:
             break
         target = reachable[np.argmin(distance[reachable])]
-        by_edge = dict(zip(edge[first].tolist(), entries.tolist()))
+        by_edge = dict(zip(edge.tolist(), entries.tolist()))
         node = target
         while previous[node] >= 0:
             entry = by_edge[int(previous[node]) * n_labels + int(node)]
@@ -375,13 +398,20 @@ def _label_indices(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.searchsorted(values, labels).astype(np.int32)
 
 
+# Candidates per chunk where a pass over millions of them would need big temporaries.
+CHUNK = 1 << 20
+
+
 def _raster_key(input_position, shape_in, voxels) -> np.ndarray:
     """A number in (0, 1) that orders voxels by their input position, raster order (the
     same whatever the output grid's axis order or flips)."""
-    position = input_position(voxels)
     key = np.zeros(voxels.size)
-    for axis, n in enumerate(shape_in):
-        key = key * (n + 2) + (position[axis] + 1.0)
+    for start in range(0, voxels.size, CHUNK):
+        position = input_position(voxels[start : start + CHUNK])
+        part = key[start : start + CHUNK]
+        for axis, n in enumerate(shape_in):
+            part *= n + 2
+            part += position[axis] + 1.0
     return key / float(np.prod([n + 2 for n in shape_in]))
 
 
@@ -427,11 +457,14 @@ def _assign_volumes(shares: _Shares, inside, values, targets, background_index, 
     # through a plane of ties, and the part a label takes is one compact piece, not salt
     # and pepper (and the same piece for a permuted or flipped output grid).
     ramp = (np.arange(values.size) * 0.6180339887498949) % 1.0 + 0.5
+    del voxels
+    key = _raster_key(input_position, shape_in, problem)
     score = ramp[label_of]
-    score *= _raster_key(input_position, shape_in, voxels)
-    score *= 1e-6
-    score += share
-    del share, voxels
+    for start in range(0, score.size, CHUNK):
+        part = slice(start, start + CHUNK)
+        score[part] *= 1e-6 * key[voxel_of[part]]
+        score[part] += share[part]
+    del share, key
     winners = _transport(voxel_of, starts, label_of, score, take, background_index)
     flat_result[problem] = values[winners]
     return result
@@ -442,7 +475,8 @@ def _fov_counts_separable(labels, values, positions, scales) -> np.ndarray:
     box = []
     for n, pos, scale in zip(labels.shape, positions, scales):
         low, high = pos[0] - scale / 2.0, pos[-1] + scale / 2.0
-        box.append(slice(max(0, int(np.ceil(low - 1e-9))), min(n, int(np.floor(high + 1e-9)) + 1)))
+        # Half-open [low, high): adjacent slabs never count a voxel centre twice.
+        box.append(slice(max(0, int(np.ceil(low - 1e-9))), min(n, int(np.ceil(high - 1e-9)))))
     counts = np.zeros(values.size, np.int64)
     view = labels[tuple(box)]
     if view.size:
@@ -479,18 +513,8 @@ def _resample_separable(labels, positions, scales, method, outside, original=Non
     return result
 
 
-def _separable_shares(labels, positions, method, inside, scales, original):
-    """linear_argmax or volume_preserving on the separable (per-axis) grid."""
-    old_shape = labels.shape
-    out_shape = tuple(pos.size for pos in positions)
-    values, counts = _label_counts(labels)
-    # The most frequent label (the background) is never interpolated itself: its share is
-    # 1 - the sum of the others, so it costs nothing however large it is.
-    background_index = int(np.argmax(counts))
-    background = values[background_index]
-    shares = _Shares(out_shape, background, labels.dtype, method == "volume_preserving")
-    others = [value for value in values if value != background]
-    boxes = _bounding_boxes(labels, others) if others else {}
+def _add_separable_shares(shares: _Shares, labels, values, background, boxes, positions):
+    """Every label's share (but the background's) at the per-axis `positions`, into `shares`."""
     for index, value in enumerate(values):
         if value == background:
             continue
@@ -502,7 +526,7 @@ def _separable_shares(labels, positions, method, inside, scales, original):
             selected = np.flatnonzero((pos > first) & (pos < last))
             if selected.size == 0:
                 break
-            lo_in, hi_in = max(first, 0), min(last, old_shape[axis] - 1) + 1
+            lo_in, hi_in = max(first, 0), min(last, labels.shape[axis] - 1) + 1
             box_in.append(slice(lo_in, hi_in))
             box_out.append((selected[0], selected[-1] + 1, pos[selected] - lo_in))
         else:
@@ -513,24 +537,57 @@ def _separable_shares(labels, positions, method, inside, scales, original):
                 share = _linear_along(in_plane, 2, z_positions[part])
                 shares.add(index, value, (x0, y0, z0 + part.start), share)
             del in_plane
+
+
+# Output voxels solved at once by volume_preserving: a larger output is solved in slabs of
+# its first axis, each with the targets of its own field of view (the rounding carried
+# over), so the candidates and the solver's arrays stay ~100 MB however large the output.
+SOLVE_VOXELS = 1 << 21
+
+
+def _separable_shares(labels, positions, method, inside, scales, original):
+    """linear_argmax or volume_preserving on the separable (per-axis) grid."""
+    out_shape = tuple(pos.size for pos in positions)
+    values, counts = _label_counts(labels)
+    # The most frequent label (the background) is never interpolated itself: its share is
+    # 1 - the sum of the others, so it costs nothing however large it is.
+    background_index = int(np.argmax(counts))
+    background = values[background_index]
+    others = [value for value in values if value != background]
+    boxes = _bounding_boxes(labels, others) if others else {}
     if method != "volume_preserving":
+        shares = _Shares(out_shape, background, labels.dtype, False)
+        _add_separable_shares(shares, labels, values, background, boxes, positions)
         return shares.arg_max()
-    fov = _fov_counts_separable(labels, values, positions, scales)
     ratio = 1.0 / float(np.prod(scales))
-    targets = _targets(fov, ratio, int(np.count_nonzero(inside)), background_index)
-
-    def input_position(voxels):
-        coordinates = np.unravel_index(voxels, out_shape)
-        position = np.empty((3, voxels.size))
-        for coordinate, (axis, along) in zip(coordinates, original):
-            position[axis] = along[coordinate]
-        return position
-
     shape_in = [0] * 3
     for n, (axis, _) in zip(labels.shape, original):
         shape_in[axis] = n
-    return _assign_volumes(shares, inside, values, targets, background_index, input_position,
-                           shape_in)
+    result = np.empty(out_shape, labels.dtype)
+    carry = np.zeros(values.size)
+    planes = max(1, SOLVE_VOXELS // max(1, out_shape[1] * out_shape[2]))
+    for start in range(0, out_shape[0], planes):
+        part = slice(start, min(start + planes, out_shape[0]))
+        slab_positions = [positions[0][part], positions[1], positions[2]]
+        slab_shape = (part.stop - part.start,) + out_shape[1:]
+        shares = _Shares(slab_shape, background, labels.dtype, True)
+        _add_separable_shares(shares, labels, values, background, boxes, slab_positions)
+        fov = _fov_counts_separable(labels, values, slab_positions, scales)
+        available = int(np.count_nonzero(inside[part]))
+        targets, carry = _targets(fov, ratio, available, background_index, carry)
+
+        def input_position(voxels, first=part.start, shape=slab_shape):
+            coordinates = list(np.unravel_index(voxels, shape))
+            coordinates[0] = coordinates[0] + first
+            position = np.empty((3, voxels.size))
+            for coordinate, (axis, along) in zip(coordinates, original):
+                position[axis] = along[coordinate]
+            return position
+
+        result[part] = _assign_volumes(shares, inside[part], values, targets,
+                                       background_index, input_position, shape_in)
+        del shares
+    return result
 
 
 def resample_label_map(
@@ -712,7 +769,7 @@ def _resample_general(labels, out_shape, index_map, method, outside):
         if method == "volume_preserving":
             fov = _fov_counts_general(labels, values, out_shape, index_map)
             ratio = 1.0 / abs(float(np.linalg.det(linear)))
-            targets = _targets(fov, ratio, int(np.count_nonzero(inside)), background_index)
+            targets, _ = _targets(fov, ratio, int(np.count_nonzero(inside)), background_index)
 
             def input_position(voxels):
                 coordinates = np.array(np.unravel_index(voxels, out_shape), np.float64)

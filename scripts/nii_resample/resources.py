@@ -28,10 +28,12 @@ IMAGE_BYTES_PER_OUTPUT_VOXEL = 8  # + 2 x itemsize
 LABEL_BYTES_PER_OUTPUT_VOXEL = 12  # + itemsize
 # ... plus the slab-by-slab temporaries (labels.SLAB_VOXELS voxels at up to ~24 bytes each).
 LABEL_SCRATCH_MB = 120
-# Volume-preserving labels add the sparse candidates of the voxels that several labels
-# share (~10 bytes each, and the solver's ~30 bytes of working arrays per candidate): up to
-# ~36 bytes per output voxel measured when 14 labels each span the whole volume, upsampled.
-VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL = 40
+# Volume-preserving labels hold the result and the field-of-view mask for the whole output,
+# and solve it in slabs of labels.SOLVE_VOXELS voxels: each slab's shares (8 bytes a voxel),
+# its candidates and the solver's arrays, ~60 bytes a solved voxel at most (measured: 14
+# labels that each span the whole volume, 8-voxel blocks, up- and downsampled).
+VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL = 1  # + itemsize
+VOLUME_PRESERVING_BYTES_PER_SOLVED_VOXEL = 60
 # Non-finite voxels (normalised interpolation): the finite mask and the zero-filled copy of
 # the frame (float32) and their resampled pair.
 NONFINITE_BYTES_PER_INPUT_VOXEL = 8
@@ -77,16 +79,21 @@ def estimate_mem_mb(
         )
     working = image
     if kind != "image" and label_interpolation != "nearest":
+        from .labels import SOLVE_VOXELS
+
         in_plane = 4 * int(desired_volume[0]) * int(desired_volume[1]) * int(shape[2])
+        if label_interpolation == "volume_preserving":
+            output = (VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
+            output += VOLUME_PRESERVING_BYTES_PER_SOLVED_VOXEL * min(voxels_out, SOLVE_VOXELS)
+        else:
+            output = (LABEL_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
         label = (
             stored
             + in_plane
-            + (LABEL_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
+            + output
             + itemsize * voxels_out * frames
             + LABEL_SCRATCH_MB * MEGABYTE
         )
-        if label_interpolation == "volume_preserving":
-            label += VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL * voxels_out
         working = label if kind == "label_map" else max(image, label)
     total = file_bytes + working
     base = BASE_MB["itk" if engine == "itk" and kind != "label_map" else "fast"]
