@@ -120,11 +120,11 @@ LABEL_METHODS = ("volume_preserving", "linear_argmax", "nearest")
 # A share below this is no candidate, above 1 - this a sure label: float32 sums of shares
 # drift by ~1e-7, and a label that needs a voxel where it has 1e-5 gets it from elsewhere.
 SHARE_EPS = 1e-5
-# Offset sweeps of the volume-preserving assignment (measured: 5-25 reach every target).
+# Threshold sweeps of the volume-preserving assignment after the entropic offsets.
 MAX_SWEEPS = 8
 # ... then single-voxel moves along shortest paths finish the counts: each costs a pass over
-# the candidates, so at most REPAIR_WORK candidate visits in all (2000 moves for an atlas's
-# 100 k candidates; a huge map with millions keeps the few-voxel error of the sweeps).
+# the candidates, so at most REPAIR_WORK candidate visits per slab (500 moves for an atlas's
+# 100 k candidates; a slab with millions keeps the few-voxel error of the sweeps).
 REPAIR_WORK = 5 * 10**7
 # Off-diagonal terms of an index map below this (relative) are rounding: separable path.
 SEPARABLE_TOLERANCE = 1e-9
