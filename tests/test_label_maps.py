@@ -41,7 +41,7 @@ def label_volumes(labels, voxel_volume):
     return dict(zip(values.tolist(), (counts * voxel_volume).tolist()))
 
 
-@pytest.mark.parametrize("method", ["linear_argmax", "nearest"])
+@pytest.mark.parametrize("method", ["volume_preserving", "linear_argmax", "nearest"])
 @pytest.mark.parametrize("new_shape, direction", [((30, 25, 16), "down"), ((90, 80, 61), "up"),
                                                  ((41, 33, 40), "down")])
 def test_labels_are_kept_and_volumes_preserved(tmp_path, method, new_shape, direction):
@@ -97,7 +97,7 @@ def test_workflow_treats_matching_files_as_label_maps(tmp_path):
               "detect_label_maps": False, "saving_mode": "folder"}
     run_snakemake(tmp_path / "work", config)
     manifest = pd.read_csv(tmp_path / "out" / "manifest.tsv", sep="\t").set_index("kind")
-    assert manifest.loc["label_map", "interpolation"] == "linear_argmax"
+    assert manifest.loc["label_map", "interpolation"] == "volume_preserving"
     assert manifest.loc["image", "interpolation"] == "bspline"
     assert bool(manifest.loc["image", "antialias"]) is True
     seg = np.asanyarray(nib.load(tmp_path / "out" / "case1_seg_resampled.nii.gz").dataobj)
@@ -165,7 +165,7 @@ def test_unnamed_segmentations_are_label_maps_with_the_default_config(tmp_path):
     assert rows.loc["case_001.nii.gz", "kind_reason"].startswith("content: 5 distinct integer")
     assert rows.loc["sub-01_dseg.nii.gz", "kind"] == "label_map"
     assert rows.loc["sub-01_dseg.nii.gz", "kind_reason"].startswith("content: 4 distinct integer")
-    assert rows.loc["sub-01_dseg.nii.gz", "interpolation"] == "linear_argmax"
+    assert rows.loc["sub-01_dseg.nii.gz", "interpolation"] == "volume_preserving"
     assert rows.loc["parcels.nii.gz", "kind"] == "label_map"
     assert rows.loc["parcels.nii.gz", "kind_reason"] == "header intent NIFTI_INTENT_LABEL"
     for name in ("sub-01_T1w.nii.gz", "ct.nii.gz"):

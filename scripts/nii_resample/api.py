@@ -204,7 +204,7 @@ def resampling_dataset(
     label_maps=(),
     images=(),
     detect_label_maps: bool = True,
-    label_interpolation: str = "linear_argmax",
+    label_interpolation: str = "volume_preserving",
     compression_level: int = 1,
     threads_per_job: int = 1,
     orientation: str = "keep",

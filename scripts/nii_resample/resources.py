@@ -1,8 +1,8 @@
 """Memory a resample job needs, from the input's header alone (for `mem_mb` at planning time).
 
 A cluster kills a job that uses more than it asked for, so the request must cover the job's
-real peak for every path a volume can take: image (fast or itk engine), label map (linear
-arg-max or nearest), 4-D series, non-finite values. The coefficients below are bytes per
+real peak for every path a volume can take: image (fast or itk engine), label map (volume
+preserving, linear arg-max or nearest), 4-D series, non-finite values. The coefficients below are bytes per
 voxel, fitted on measured peaks (docs/benchmarks.md, "Memory per job") with a margin;
 tests/test_memory.py measures real jobs against this estimate.
 """
@@ -28,6 +28,12 @@ IMAGE_BYTES_PER_OUTPUT_VOXEL = 8  # + 2 x itemsize
 LABEL_BYTES_PER_OUTPUT_VOXEL = 12  # + itemsize
 # ... plus the slab-by-slab temporaries (labels.SLAB_VOXELS voxels at up to ~24 bytes each).
 LABEL_SCRATCH_MB = 120
+# Volume-preserving labels hold the result and the field-of-view mask for the whole output,
+# and solve it in slabs of labels.SOLVE_VOXELS voxels: each slab's shares (8 bytes a voxel),
+# its candidates and the solver's arrays, ~60 bytes a solved voxel at most (measured: 14
+# labels that each span the whole volume, 8-voxel blocks, up- and downsampled).
+VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL = 1  # + itemsize
+VOLUME_PRESERVING_BYTES_PER_SOLVED_VOXEL = 60
 # Non-finite voxels (normalised interpolation): the finite mask and the zero-filled copy of
 # the frame (float32) and their resampled pair.
 NONFINITE_BYTES_PER_INPUT_VOXEL = 8
@@ -43,7 +49,7 @@ def estimate_mem_mb(
     *,
     engine: str = "fast",
     kind: str = "auto",
-    label_interpolation: str = "linear_argmax",
+    label_interpolation: str = "volume_preserving",
     floating: bool = False,
     file_bytes: int = 0,
     attempt: int = 1,
@@ -76,12 +82,19 @@ def estimate_mem_mb(
             + NONFINITE_BYTES_PER_OUTPUT_VOXEL * voxels_out
         )
     working = image
-    if kind != "image" and label_interpolation == "linear_argmax":
+    if kind != "image" and label_interpolation != "nearest":
+        from .labels import SOLVE_VOXELS
+
         in_plane = 4 * int(desired_volume[0]) * int(desired_volume[1]) * int(shape[2])
+        if label_interpolation == "volume_preserving":
+            output = (VOLUME_PRESERVING_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
+            output += VOLUME_PRESERVING_BYTES_PER_SOLVED_VOXEL * min(voxels_out, SOLVE_VOXELS)
+        else:
+            output = (LABEL_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
         label = (
             stored
             + in_plane
-            + (LABEL_BYTES_PER_OUTPUT_VOXEL + itemsize) * voxels_out
+            + output
             + itemsize * voxels_out * frames
             + LABEL_SCRATCH_MB * MEGABYTE
         )
@@ -123,7 +136,7 @@ def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int =
         desired_volume,
         engine="itk" if given_grid else options.get("engine", "fast"),
         kind=options.get("kind", "label_map" if options.get("label_map") else "auto"),
-        label_interpolation=options.get("label_interpolation", "linear_argmax"),
+        label_interpolation=options.get("label_interpolation", "volume_preserving"),
         floating=floating,
         file_bytes=file_bytes,
         attempt=attempt,

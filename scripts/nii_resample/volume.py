@@ -160,8 +160,9 @@ def resample_frame(
     dtype = volume.data.dtype
     if options["label_map"]:
         labels = label_values(volume.path, frame, options["label_why"])
-        if options["label_interpolation"] == "linear_argmax":
-            return resample_label_map(labels, desired_volume, options["steps"]).astype(dtype)
+        method = options["label_interpolation"]
+        if method != "nearest":
+            return resample_label_map(labels, desired_volume, options["steps"], method).astype(dtype)
         options = {**options, "interpolation": "nearest", "antialias": False}
         frame = labels
     sigmas = (
@@ -330,7 +331,7 @@ def resample_volume(
     label_map: bool = False,
     kind: str | None = None,
     kind_reason: str = "",
-    label_interpolation: str = "linear_argmax",
+    label_interpolation: str = "volume_preserving",
     compression_level: int = 1,
     threads: int = 1,
     before_commit=None,
