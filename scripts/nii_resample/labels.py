@@ -911,21 +911,3 @@ def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
         return False, reason
     values = "value" if distinct == 1 else "values"
     return True, f"content: {distinct} distinct integer {values}, {uniform:.0%} uniform"
-
-
-def resample_labels(labels, out_shape, index_map, method="volume_preserving", outside=0):
-    """Placeholder (arg-max of linear shares, scipy) until the volume-keeping method lands."""
-    from scipy.ndimage import affine_transform
-
-    values = np.unique(labels)
-    best = np.full(tuple(out_shape), -1.0, np.float32)
-    result = np.full(tuple(out_shape), outside, labels.dtype)
-    for value in values:
-        share = affine_transform((labels == value).astype(np.float32), index_map[:3, :3],
-                                 index_map[:3, 3], tuple(out_shape), order=1, mode="nearest")
-        wins = share > best
-        result[wins], best[wins] = value, share[wins]
-    inside = affine_transform(np.ones(labels.shape, np.float32), index_map[:3, :3],
-                              index_map[:3, 3], tuple(out_shape), order=0, mode="constant", cval=0)
-    result[inside == 0] = outside
-    return result
