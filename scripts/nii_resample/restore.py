@@ -118,6 +118,17 @@ def _holds(dtype: np.dtype, low, high) -> bool:
     return info.min <= low and high <= info.max
 
 
+def given_kind(name: str, label_maps, row: dict, how: str) -> dict:
+    """restore_volume's kind options: a label_maps pattern, or for a resampled output itself
+    (the round trip) the kind its manifest row says; else None, decided from the file."""
+    if is_declared_label_map(name, label_maps):
+        return {"label_map": True, "kind_reason": "matched label_maps"}
+    if how == "output name" and row.get("kind") in ("label_map", "image"):
+        return {"label_map": row["kind"] == "label_map",
+                "kind_reason": f"the manifest's kind of {name}"}
+    return {"label_map": None}
+
+
 def restored_type(label_map: bool, prediction_dtype, values_dtype, input_dtype, low,
                   high) -> np.dtype:
     """The restored file's storage type: for integer predictions and label maps the input's
@@ -131,6 +142,21 @@ def restored_type(label_map: bool, prediction_dtype, values_dtype, input_dtype, 
     if input_dtype.kind in "iu" and _holds(input_dtype, low, high):
         return input_dtype
     return prediction_dtype if _holds(prediction_dtype, low, high) else np.dtype(values_dtype)
+
+
+def prediction_kind(prediction) -> tuple[bool, str]:
+    """(label map?, why) for a prediction of unknown kind: a label intent, or integers with at
+    most MAX_LABELS values (networks write segmentations as integers, images as floats),
+    else by content (labels.detect_label_map: whole-number floats in uniform regions)."""
+    from .labels import MAX_LABELS, _value_counts, detect_label_map
+
+    data = prediction.data
+    if data.dtype.kind in "iu" and int(prediction.header["intent_code"]) == 0:
+        counted = _value_counts(data, MAX_LABELS)
+        if counted is not None:
+            return True, f"integers, {counted[0].size} distinct values"
+        return False, f"integers, more than {MAX_LABELS} distinct values (image)"
+    return detect_label_map(prediction.header, data)
 
 
 def restored_header(original, dtype, prediction, label_map: bool):
@@ -164,6 +190,7 @@ def restore_volume(
     out_path,
     *,
     label_map: bool | None = None,
+    kind_reason: str = "",
     label_interpolation: str | None = None,
     interpolation: str | None = None,
     antialias: bool | None = None,
@@ -172,9 +199,9 @@ def restore_volume(
 ) -> dict:
     """Resample `prediction_path` onto the grid of `input_path` (its original scan) and
     write `out_path` atomically with the input's header; returns the restore manifest row.
-    `label_map` None decides from the header and the voxels (labels.detect_label_map).
+    `label_map` None decides from the header and the voxels (`prediction_kind`);
+    `kind_reason` says why it was given.
     Raises VolumeError with a one-line reason naming the file."""
-    from .labels import detect_label_map
     from .nifti import itk_geometry, read_volume, write_volume
     from .ongrid import check_overlap, index_map, reference_grid, sample_image
     from .options import DEFAULTS
@@ -190,9 +217,9 @@ def restore_volume(
     mapping = index_map(prediction.affine, grid.affine)
     check_overlap(prediction_path, prediction.spatial_shape, mapping, grid)
     if label_map is None:
-        label_map, kind_reason = detect_label_map(prediction.header, prediction.data)
+        label_map, kind_reason = prediction_kind(prediction)
     else:
-        kind_reason = "given as label_map" if label_map else "given as image"
+        kind_reason = kind_reason or ("given as label_map" if label_map else "given as image")
     options = {
         "label_map": label_map,
         "label_why": kind_reason if label_map else "",
@@ -323,8 +350,7 @@ def plan_restore(predictions: Path, output: Path, manifest: Path, label_maps) ->
                 jobs.append({"task": "restore", "in_path": str(path), "input": str(input_path),
                              "matched_by": how, "outputs": [{
                                  "out_path": str(out_path), "grid": "",
-                                 "options": {"label_map": True if is_declared_label_map(
-                                     name, label_maps) else None}}]})
+                                 "options": given_kind(name, label_maps, row, how)}]})
     clashing = {out for out, paths in targets.items() if len(paths) > 1}
     for job in [job for job in jobs if job["outputs"][0]["out_path"] in clashing]:
         jobs.remove(job)
