@@ -400,9 +400,14 @@ def restore_dataset(predictions, output, manifest, *, label_maps=(), cores: int 
     output.mkdir(parents=True, exist_ok=True)
     rows = list(failures)
     if jobs:
+        workers = min(workers, len(jobs))
+        # Few predictions (often one or two at a time): the spare cores go to SimpleITK.
+        threads = max(1, (cores or os.cpu_count() or 1) // workers)
+        for job in jobs:
+            job["outputs"][0]["options"]["threads"] = threads
         with _progress_bar(len(jobs), progress) as bar:
             bar.set_description("Restoring")
-            answers = _run_in_workers(jobs, min(workers, len(jobs)), bar.update)
+            answers = _run_in_workers(jobs, workers, bar.update)
         by_prediction = {job["in_path"]: job for job in jobs}
         for row in answers:
             if "prediction" not in row:  # its worker died: api.failed_row's columns
