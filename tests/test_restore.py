@@ -212,6 +212,21 @@ def test_probability_maps_with_channels_are_restored_frame_by_frame(tmp_path):
     assert_same_grid(tmp_path / "back/ct.nii.gz", original)
 
 
+def test_an_uncompressed_input_is_restored_gzipped_with_its_header(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_intent("label")
+    header.set_xyzt_units("mm", "msec")
+    original = write_nifti(tmp_path / "in/scan_labels.nii", blob_labels((20, 22, 18)),
+                           affine_from((1.5, 1.0, 1.0), (1.0, 2.0, 3.0), OBLIQUE), header=header)
+    resample(tmp_path / "in", tmp_path / "res", [10, 11, 9])
+    restore_dataset(tmp_path / "res", tmp_path / "back", tmp_path / "res/manifest.tsv",
+                    cores=1, progress=False)
+    restored = nib.load(tmp_path / "back/scan_labels.nii.gz")
+    assert_same_grid(tmp_path / "back/scan_labels.nii.gz", original)
+    assert restored.header.get_intent()[0] == "label"
+    assert restored.header.get_xyzt_units() == ("mm", "msec")
+
+
 ROWS = [
     {"input_path": f"in/{name}", "output_path": f"res/{name.split('/')[-1][:-7]}_resampled.nii.gz",
      "status": "ok"}

@@ -162,6 +162,8 @@ def prediction_kind(prediction) -> tuple[bool, str]:
 def restored_header(original, dtype, prediction, label_map: bool):
     """The original input's header (codes, units, intent, description) for the prediction's
     values: its type, and its scaling for images (labels: none, values are exact labels)."""
+    from .labels import LABEL_INTENTS
+
     header = original.copy()
     header.set_data_dtype(dtype)
     if label_map:
@@ -170,6 +172,10 @@ def restored_header(original, dtype, prediction, label_map: bool):
         header["scl_slope"] = prediction.header["scl_slope"]
         header["scl_inter"] = prediction.header["scl_inter"]
     header["cal_min"], header["cal_max"] = 0, 0  # the input's display window is not ours
+    if not label_map and int(header["intent_code"]) in LABEL_INTENTS:
+        # Probabilities restored onto a label map's grid: a label intent would make every
+        # reader (this one too) take them for labels.
+        header.set_intent("none")
     return header
 
 
