@@ -324,3 +324,28 @@ def test_bad_arguments_are_errors_before_any_work(tmp_path):
         restore_dataset(tmp_path / "pred", tmp_path / "back", tmp_path / "res/manifest.tsv",
                         label_maps="*_seg*")
     assert not (tmp_path / "back").exists()
+
+
+def test_the_readme_examples_run_as_written(tmp_path):
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Back to the original grid\n", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)```", section, re.S)[0].strip().splitlines()
+    (tmp_path / "workflow/resources").mkdir(parents=True)
+    (tmp_path / "workflow/resources/demo").symlink_to(REPO / "workflow/resources/demo")
+    for command in commands:
+        result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True,
+                                text=True, timeout=300, executable="/bin/bash",
+                                env={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin",
+                                     "PYTHONPATH": str(REPO / "scripts")})
+        assert result.returncode == 0, result.stderr
+    assert "4 predictions restored into results/restored" in result.stdout
+    for name in ("ct_chest", "ct_chest_seg", "mri_head", "pet_brain"):
+        assert_same_grid(tmp_path / f"results/restored/{name}.nii.gz",
+                         REPO / f"workflow/resources/demo/{name}.nii.gz")
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("4 volumes restored, e.g. results/api_restored/")
