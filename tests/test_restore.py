@@ -282,6 +282,22 @@ def test_an_unmatched_file_is_one_line_and_the_others_are_written(tmp_path):
                         cores=1, progress=False)
 
 
+def test_a_prediction_outside_its_original_field_of_view_fails_alone(tmp_path):
+    _demo_run(tmp_path)
+    (tmp_path / "pred/liver.nii.gz").unlink()
+    far = nib.load(tmp_path / "pred/mri.nii.gz")
+    write_nifti(tmp_path / "pred/mri.nii.gz", np.asanyarray(far.dataobj),
+                far.affine + np.array([[0, 0, 0, 1000.0], [0, 0, 0, 0], [0, 0, 0, 0], [0] * 4]))
+    with pytest.raises(ResamplingFailed) as failed:
+        restore_dataset(tmp_path / "pred", tmp_path / "back", tmp_path / "res/manifest.tsv",
+                        cores=2, progress=False)
+    [failure] = failed.value.failures
+    assert failure["reason"].startswith("mri.nii.gz: its field of view does not overlap")
+    assert "original input: " in failure["reason"] and "\n" not in failure["reason"]
+    assert failed.value.written == [str(tmp_path / "back/ct.nii.gz")]
+    assert not (tmp_path / "back/mri.nii.gz").exists()
+
+
 def test_the_command_line_restores_and_reports_usage_errors(tmp_path):
     _demo_run(tmp_path)
     (tmp_path / "pred/liver.nii.gz").unlink()

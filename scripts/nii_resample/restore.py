@@ -220,6 +220,7 @@ def restore_volume(
         grid = reference_grid(input_path)
     except VolumeError as error:
         raise VolumeError(f"{prediction_path.name}: its original input {error}") from None
+    grid.source = f"original input: {input_path}"
     mapping = index_map(prediction.affine, grid.affine)
     check_overlap(prediction_path, prediction.spatial_shape, mapping, grid)
     if label_map is None:
@@ -315,11 +316,13 @@ def failed_restore(prediction, input_path, out_path, reason: str) -> dict:
 
 def prediction_files(folder: Path, output: Path) -> list[Path]:
     """The NIfTI files under `folder` (sub-folders too: a case-mode output is one folder per
-    volume), leaving out `output` if it lies inside."""
+    volume), leaving out `output` if it lies inside, and hidden files and folders (atomic
+    writes' temporary files, the workflow's `.decoded` copies)."""
     output = output.resolve()
     found = []
     for path in sorted(folder.rglob("*")):
-        if path.name.endswith((".nii.gz", ".nii")) and path.is_file():
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if path.name.endswith((".nii.gz", ".nii")) and not hidden and path.is_file():
             if output not in path.resolve().parents:
                 found.append(path)
     return found
