@@ -313,6 +313,11 @@ def test_the_command_line_restores_and_reports_usage_errors(tmp_path):
     assert missing.returncode == 2 and "none.tsv: no such manifest" in missing.stderr
     no_manifest = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert no_manifest.returncode == 2 and "--manifest" in no_manifest.stderr
+    helps = [subprocess.run([sys.executable, "-m", "nii_resample", *args, "--help"],
+                            capture_output=True, text=True, timeout=300)
+             for args in (["restore"], [])]
+    assert all(help.returncode == 0 for help in helps)
+    assert "--label-maps" in helps[0].stdout and "restore --help" in helps[1].stdout
 
 
 def test_the_api_runs_from_a_plain_script(tmp_path):

@@ -51,6 +51,8 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
         prog=_program_name(),
         description="Resample every .nii.gz in a folder to X x Y x Z voxels, keeping the field "
         "of view. Options map onto the keys of config/config.yaml.",
+        epilog=f"{_program_name()} restore PREDICTIONS OUTPUT --manifest MANIFEST: the way "
+        "back, predictions onto the original grids (restore --help).",
     )
     parser.add_argument("nii_folder", help="folder of input .nii.gz volumes")
     parser.add_argument("output_path", help="folder for the results (created)")
