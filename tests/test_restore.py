@@ -370,6 +370,8 @@ def test_bad_arguments_are_errors_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="label_maps"):
         restore_dataset(tmp_path / "pred", tmp_path / "back", tmp_path / "res/manifest.tsv",
                         label_maps="*_seg*")
+    with pytest.raises(ValueError, match="must not be the predictions"):
+        restore_dataset(tmp_path / "pred", tmp_path / "pred", tmp_path / "res/manifest.tsv")
     assert not (tmp_path / "back").exists()
 
 

@@ -405,6 +405,8 @@ def restore_dataset(predictions, output, manifest, *, label_maps=(), cores: int 
         raise FileNotFoundError(f"{predictions}: no such folder of predictions")
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: no such manifest")
+    if output.resolve() == predictions.resolve():
+        raise ValueError(f"{output}: the output folder must not be the predictions' folder")
     jobs, failures = plan_restore(predictions, output, manifest, label_maps)
     output.mkdir(parents=True, exist_ok=True)
     rows = list(failures)
