@@ -7,7 +7,7 @@ and atomically writing `.nii.gz` files), `volume` (one volume end to end), `sett
 
 __version__ = "0.1.0"
 
-__all__ = ["resampling_dataset", "ResamplingFailed", "__version__"]
+__all__ = ["resampling_dataset", "restore_dataset", "ResamplingFailed", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,8 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name == "restore_dataset":
+        from . import restore
+
+        return restore.restore_dataset
     raise AttributeError(f"module 'nii_resample' has no attribute {name!r}")

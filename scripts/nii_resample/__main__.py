@@ -1,6 +1,7 @@
 """Command line: `python -m nii_resample IN OUT X Y Z [options]`, the workflow without YAML
 (or `--desired-spacing SX SY SZ`, `--reference PATH`, or `--grid NAME=128x128x64 --grid
-NAME=1,1,1mm --grid NAME=atlas.nii.gz ...`, instead of X Y Z)."""
+NAME=1,1,1mm --grid NAME=atlas.nii.gz ...`, instead of X Y Z); and `python -m nii_resample
+restore PREDICTIONS OUTPUT --manifest MANIFEST`, the way back onto the original grids."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
         prog=_program_name(),
         description="Resample every .nii.gz in a folder to X x Y x Z voxels, keeping the field "
         "of view. Options map onto the keys of config/config.yaml.",
+        epilog=f"{_program_name()} restore PREDICTIONS OUTPUT --manifest MANIFEST: the way "
+        "back, predictions onto the original grids (restore --help).",
     )
     parser.add_argument("nii_folder", help="folder of input .nii.gz volumes")
     parser.add_argument("output_path", help="folder for the results (created)")
@@ -68,8 +71,49 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def build_restore_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{_program_name()} restore",
+        description="Restore predictions made on the resampled grid onto the original scans' "
+        "grids: each file is matched to its input in the manifest by name and written as "
+        "OUTPUT/<input file name>, with OUTPUT/restore_manifest.tsv.",
+    )
+    parser.add_argument("predictions", help="folder of predicted .nii.gz/.nii volumes")
+    parser.add_argument("output", help="folder for the restored volumes (created)")
+    parser.add_argument("--manifest", required=True,
+                        help="the manifest.tsv written when the inputs were resampled")
+    parser.add_argument("--label-maps", dest="label_maps", nargs="+", default=[],
+                        metavar="PATTERN", help="file-name glob patterns of label maps (the "
+                        "others are decided from their header and voxels)")
+    parser.add_argument("--cores", type=positive_int, default=None,
+                        help="parallel volumes (default: all)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                        default=None, help="no progress bar (it only shows on a terminal anyway)")
+    return parser
+
+
+def restore_main(argv) -> int:
+    from .restore import restore_dataset
+
+    args = build_restore_parser().parse_args(argv)
+    try:
+        written = restore_dataset(args.predictions, args.output, args.manifest,
+                                  label_maps=args.label_maps, cores=args.cores,
+                                  progress=args.progress)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ResamplingFailed as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
+    print(f"{len(written)} predictions restored into {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["restore"]:
+        return restore_main(argv[1:])
     parser = build_parser(wants_voxel_size(argv))
     args = parser.parse_args(argv)
     if args.grids and len(dict(args.grids)) != len(args.grids):

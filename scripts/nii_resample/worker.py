@@ -49,6 +49,10 @@ def run_job(job: dict) -> list[dict]:
     from .nifti import read_volume
     from .volume import resample_volume
 
+    if job.get("task") == "restore":  # the way back (nii_resample.restore)
+        from .restore import run_restore_job
+
+        return run_restore_job(job)
     try:
         volume = read_volume(job["in_path"])
     except Exception as error:  # every failure must end as a one-line reason
