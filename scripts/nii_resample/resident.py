@@ -61,6 +61,7 @@ def preload() -> None:
     from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (threads > 1)
     import numpy.ma  # noqa: F401
     import scipy.ndimage  # noqa: F401  (label maps, anti-aliasing)
+    import scipy.sparse.csgraph  # noqa: F401  (volume_preserving's exact repair)
     import threadpoolctl  # noqa: F401
 
 
