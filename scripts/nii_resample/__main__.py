@@ -92,22 +92,31 @@ def build_restore_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def restore_main(argv) -> int:
-    from .restore import restore_dataset
-
-    args = build_restore_parser().parse_args(argv)
+def run_reporting(call, done: str) -> int:
+    """Exit status of a dataset call: 0 and `done` (formatted with the count written),
+    1 when some volumes failed, 2 for a bad folder or option; errors in one line."""
     try:
-        written = restore_dataset(args.predictions, args.output, args.manifest,
-                                  label_maps=args.label_maps, cores=args.cores,
-                                  progress=args.progress)
+        written = call()
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ResamplingFailed as failed:
         print(f"error: {failed}", file=sys.stderr)
         return 1
-    print(f"{len(written)} predictions restored into {args.output}")
+    print(done.format(len(written)))
     return 0
+
+
+def restore_main(argv) -> int:
+    from .restore import restore_dataset
+
+    args = build_restore_parser().parse_args(argv)
+    return run_reporting(
+        lambda: restore_dataset(args.predictions, args.output, args.manifest,
+                                label_maps=args.label_maps, cores=args.cores,
+                                progress=args.progress),
+        f"{{}} predictions restored into {args.output}",
+    )
 
 
 def main(argv=None) -> int:
@@ -118,8 +127,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.grids and len(dict(args.grids)) != len(args.grids):
         parser.error("each --grid NAME must be given once")
-    try:
-        written = resampling_dataset(
+    return run_reporting(
+        lambda: resampling_dataset(
             args.nii_folder,
             args.output_path,
             args.desired_volume,
@@ -129,15 +138,9 @@ def main(argv=None) -> int:
             cores=args.cores,
             **{key: getattr(args, key) for key in API_OPTIONS},
             progress=args.progress,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ResamplingFailed as failed:
-        print(f"error: {failed}", file=sys.stderr)
-        return 1
-    print(f"{len(written)} volumes resampled into {args.output_path}")
-    return 0
+        ),
+        f"{{}} volumes resampled into {args.output_path}",
+    )
 
 
 if __name__ == "__main__":

@@ -134,12 +134,10 @@ def step_ratios(mapping: np.ndarray) -> tuple[float, ...]:
     return tuple(1.0 if abs(r - 1.0) < NOISE_RATIO else float(r) for r in ratios)
 
 
-def sample_image(frame: np.ndarray, shape, mapping: np.ndarray, interpolation: str,
-                 threads: int, outside: float) -> np.ndarray:
-    """`frame` (float) sampled at the output grid's voxel centres, mapped by `mapping` into
-    the input's voxel indices, with SimpleITK's Resample run on index grids (unit spacing,
-    zero origin, identity direction: the whole geometry is in the affine transform).
-    Output voxels whose position lies outside the input's field of view get `outside`."""
+def itk_index_image(frame: np.ndarray, interpolation: str, threads: int):
+    """(SimpleITK image of `frame` on its voxel-index grid, the interpolator's id), with
+    `threads` for SimpleITK: what both SimpleITK paths (here and volume.resample_with_itk)
+    start from. SimpleITK's array order is (z, y, x), the transpose of nibabel's F order."""
     import SimpleITK as sitk
 
     interpolators = {
@@ -148,7 +146,18 @@ def sample_image(frame: np.ndarray, shape, mapping: np.ndarray, interpolation: s
         "nearest": sitk.sitkNearestNeighbor,
     }
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
-    image = sitk.GetImageFromArray(np.ascontiguousarray(frame.T))
+    return sitk.GetImageFromArray(np.ascontiguousarray(frame.T)), interpolators[interpolation]
+
+
+def sample_image(frame: np.ndarray, shape, mapping: np.ndarray, interpolation: str,
+                 threads: int, outside: float) -> np.ndarray:
+    """`frame` (float) sampled at the output grid's voxel centres, mapped by `mapping` into
+    the input's voxel indices, with SimpleITK's Resample run on index grids (unit spacing,
+    zero origin, identity direction: the whole geometry is in the affine transform).
+    Output voxels whose position lies outside the input's field of view get `outside`."""
+    import SimpleITK as sitk
+
+    image, interpolator = itk_index_image(frame, interpolation, threads)
     transform = sitk.AffineTransform(3)
     transform.SetMatrix(mapping[:3, :3].ravel().tolist())
     transform.SetTranslation(mapping[:3, 3].tolist())
@@ -156,7 +165,7 @@ def sample_image(frame: np.ndarray, shape, mapping: np.ndarray, interpolation: s
         image,
         [int(n) for n in shape],
         transform,
-        interpolators[interpolation],
+        interpolator,
         [0.0, 0.0, 0.0],
         [1.0, 1.0, 1.0],
         np.eye(3).ravel().tolist(),

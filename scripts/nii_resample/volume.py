@@ -21,6 +21,7 @@ from .ongrid import (
     check_overlap,
     grid_offset_mm,
     index_map,
+    itk_index_image,
     reference_grid,
     resample_image_onto,
     step_ratios,
@@ -52,14 +53,7 @@ def resample_with_itk(
     """
     import SimpleITK as sitk
 
-    interpolators = {
-        "bspline": sitk.sitkBSpline,
-        "linear": sitk.sitkLinear,
-        "nearest": sitk.sitkNearestNeighbor,
-    }
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
-    # SimpleITK's array order is (z, y, x): the transpose of nibabel's F-ordered (x, y, z).
-    image = sitk.GetImageFromArray(np.ascontiguousarray(frame.T))
+    image, interpolator = itk_index_image(frame, interpolation, threads)
     grid = [
         grid_origin(n_in, int(n_out), step)
         for n_in, n_out, step in zip(frame.shape[:3], desired_volume, steps or [None] * 3)
@@ -68,7 +62,7 @@ def resample_with_itk(
         image,
         [int(n) for n in desired_volume],
         sitk.Transform(),
-        interpolators[interpolation],
+        interpolator,
         [origin for origin, _ in grid],
         [spacing for _, spacing in grid],
         np.eye(3).ravel().tolist(),
