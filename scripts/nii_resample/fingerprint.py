@@ -82,19 +82,21 @@ def resolve_spacing_rules(name, config: dict, grids: list[dict], volumes: dict,
     dataset.json. Case members do not vote: they take their image's grid."""
     from .settings import SHAPE_KEYS, spacing_label
 
-    fingerprints = {}
+    fingerprints, seen = {}, None  # the headers are read once for every rule grid
     for grid in grids:
         rule = grid.get("desired_spacing")
         if not isinstance(rule, str):
             continue
-        voters = [path for key, path in volumes.items() if key not in cases]
-        try:
-            spacings, sizes = header_spacings(voters, config.get("orientation", "keep"))
-        except Exception as error:  # VolumeError: a header that cannot vote
-            where = f"dataset {name!r}: " if name else ""
-            raise ConfigError(
-                f"{where}desired_spacing {rule} needs every volume's header: {error}"
-            ) from None
+        if seen is None:
+            voters = [path for key, path in volumes.items() if key not in cases]
+            try:
+                seen = header_spacings(voters, config.get("orientation", "keep"))
+            except Exception as error:  # VolumeError: a header that cannot vote
+                where = f"dataset {name!r}: " if name else ""
+                raise ConfigError(
+                    f"{where}desired_spacing {rule} needs every volume's header: {error}"
+                ) from None
+        spacings, sizes = seen
         spacing = target_spacing(rule, spacings, sizes)
         grid["desired_spacing"] = spacing
         shaping = {k: grid[k] for k in SHAPE_KEYS if k in grid}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VolumeError
+from .nifti import checked_header
 
 # Voxel-index maps closer than this to the identity's shape are float noise (a header
 # written by another tool): the antialiasing prefilter then stays off.
@@ -37,17 +38,9 @@ class FixedGrid:
     source_shape: tuple[int, int, int] | None = None
 
 
-def read_grid_header(path):
-    """A volume's header checked as read_volume checks it (codes, pixdims, shear), without
-    its voxels: its best affine is then exactly the one its own job computes."""
-    from .nifti import checked_header
-
-    return checked_header(path)
-
-
 def reference_grid(path) -> FixedGrid:
     """The grid of a reference volume (an atlas, a template, a scan), as stored."""
-    header = read_grid_header(path)
+    header = checked_header(path)
     shape = tuple(int(n) for n in header.get_data_shape()[:3])
     return FixedGrid(shape, header.get_best_affine(), header, f"reference: {path}")
 
@@ -57,7 +50,7 @@ def case_grid(image_path, grid: dict, orientation: str = "keep") -> FixedGrid:
     from .grids import own_grid
     from .nifti import output_geometry
 
-    header = read_grid_header(image_path)
+    header = checked_header(image_path)
     if orientation != "keep":
         from .orientation import reorient_header
 
