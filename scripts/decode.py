@@ -2,19 +2,26 @@
 
     python scripts/decode.py in.nii.gz out.nii [--failure-record RECORD OUTPUT ...]
 
-With several grids the workflow decodes each input once (rule decode_volume, a temporary
-output) and every grid's resample job reads the decoded copy: decoding the gzip is a large
+With several grids the workflow decodes each input once (rule decode_volume) and every
+grid's resample job reads the decoded copy (emptied, not deleted, once every grid is done:
+rule release_decoded): decoding the gzip is a large
 part of a job (README, "Several grids"). On bad gzip data the one-line reason goes to each
 grid's failure record, as the resample job would have written it.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+# This workflow's own package (src/nii_resample) first: never another version installed in
+# the environment.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
 from nii_resample.errors import VolumeError
 from nii_resample.files import atomic_write
-from nii_resample.nifti import _decompress
+from nii_resample.nifti import decompress
 from nii_resample.records import write_failure
 
 
@@ -27,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     in_path = Path(args.in_path)
     try:
-        raw = _decompress(in_path, in_path.read_bytes())
+        raw = decompress(in_path, in_path.read_bytes())
     except (VolumeError, OSError) as error:
         reason = " ".join(str(error).split())
         for record, output in args.failure_record:

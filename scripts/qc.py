@@ -1,6 +1,6 @@
 """QC pictures of a resampling run: the workflow's QC jobs, and a command line.
 
-The work is done by pure functions of nii_resample.qc (`qc_figure`, `overview_figure`,
+The work is done by pure functions of nii_resample.qc_figures (`qc_figure`, `overview_figure`,
 `manifest_table`); this file only connects them to Snakemake (the shim at the bottom) and to
 the shell (`main`).
 
@@ -10,17 +10,18 @@ the shell (`main`).
 """
 
 import argparse
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-if "snakemake" in globals():
-    # Snakemake appends this script's folder to sys.path: put it first, so that the job uses
-    # this workflow's own nii_resample, never another version installed in the environment.
-    sys.path.insert(0, snakemake.scriptdir)
+# This workflow's own package (src/nii_resample) first: never another version installed in
+# the environment. (`script:` runs a copy of this file: snakemake.scriptdir is scripts/.)
+HERE = snakemake.scriptdir if "snakemake" in globals() else os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from nii_resample.qc import CONVENTIONS, manifest_table, overview_figure, qc_figure
+from nii_resample.qc_figures import CONVENTIONS, manifest_table, overview_figure, qc_figure
 from nii_resample.records import read_rows
 
 __all__ = ["qc_figure", "overview_figure", "manifest_table", "main", "method_text"]

@@ -1,6 +1,6 @@
 """The resample rule's job command: a tiny client of this run's resident worker.
 
-    python3 -S scripts/resample_job.py <the arguments of scripts/resample.py>
+    python3 -S scripts/resample_job.py <the arguments of `python -m nii_resample volume`>
     python3 -S scripts/resample_job.py --start-worker   (the Snakefile, while it plans)
 
 A new interpreter that imports numpy, nibabel and the package costs ~0.2 s of CPU per job,
@@ -8,15 +8,15 @@ far more than a small volume's work. This client imports only C modules of the
 standard library (_socket, zlib, fcntl: `socket` and `json` alone would double its ~13 ms;
 -S skips site-packages): it hands its arguments, working folder,
 environment and its stdin/stdout/stderr to the run's resident worker
-(nii_resample.resident), which has imported everything once and forks one child per job;
-the child runs exactly what scripts/resample.py runs (same log, whose first line names the
-worker, record, failure record and console line) and the client exits with the child's
-status, or dies of the child's signal.
+(nii_resample.workflow_worker), which has imported everything once and forks one child per
+job; the child runs exactly what `python -m nii_resample volume` runs (same log, whose first
+line names the worker, record, failure record and console line) and the client exits with
+the child's status, or dies of the child's signal.
 
-It runs the job in-process (execs scripts/resample.py with these arguments) whenever there
-is no worker to use: NII_RESAMPLE_WORKER_DIR unset (not a workflow run, or turned off with
-NII_RESAMPLE_WORKER=0), a socket path too long, a worker that cannot start, or one that
-ends before answering (README, "Speed and memory").
+It runs the job in-process (execs `python -m nii_resample volume` with these arguments)
+whenever there is no worker to use: NII_RESAMPLE_WORKER_DIR unset (not a workflow run, or
+turned off with NII_RESAMPLE_WORKER=0), a socket path too long, a worker that cannot start,
+or one that ends before answering (README, "Speed and memory").
 """
 
 import os
@@ -25,18 +25,27 @@ import zlib
 
 import _socket
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# This workflow's package (src/nii_resample), first on the path of what is started from here:
+# never another version installed in the environment.
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 # Longest path a Unix socket can bind to on Linux, less its terminating NUL.
 SOCKET_PATH_MAX = 107
 
 
+def run_package(*words):
+    """Become `python -P -m <words>` with this workflow's package first (never returns);
+    -P: nothing of the job's working folder is imported."""
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = SRC + (os.pathsep + path if path else "")
+    os.execv(sys.executable, [sys.executable, "-P", "-m", *words])
+
+
 def in_process(note=None):
-    """Run the job as scripts/resample.py itself (never returns)."""
+    """Run the job as `python -m nii_resample volume` itself (never returns)."""
     if note:
         sys.stderr.write(f"\nnii-resample: {note}; running this volume in-process\n")
         sys.stderr.flush()
-    script = os.path.join(HERE, "resample.py")
-    os.execv(sys.executable, [sys.executable, script, *sys.argv[1:]])
+    run_package("nii_resample", "volume", *sys.argv[1:])
 
 
 def worker_paths(folder):
@@ -72,8 +81,7 @@ def start_worker(folder, path):
                 os.set_inheritable(ready_write, True)
                 os.closerange(3, ready_write)
                 os.closerange(ready_write + 1, 4096)
-                os.execv(sys.executable, [sys.executable, os.path.join(HERE, "resample_worker.py"),
-                                          path, str(ready_write)])
+                run_package("nii_resample.workflow_worker", path, str(ready_write))
         finally:
             os._exit(0)
     os.close(ready_write)
@@ -101,7 +109,7 @@ def worker_connection(folder):
 
 
 def send_job(client):
-    """The job (nii_resample.resident.read_request): an 8-byte length with our fds 0, 1, 2,
+    """The job (nii_resample.workflow_worker.read_request): an 8-byte length with our fds 0, 1, 2,
     then the working folder, the argument count, the arguments and the environment
     (KEY=value), NUL-separated (none of them can hold a NUL)."""
     argv = sys.argv[1:]

@@ -61,7 +61,7 @@ def test_command_line(tmp_path, make_dataset):
         [sys.executable, "-m", "nii_resample", str(folder), str(tmp_path / "out"), "8", "9", "10",
          "--saving-mode", "folder", "--cores", "2", "--debug"],
         capture_output=True, text=True, cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO / "scripts"), "PATH": ""},
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
     )
     assert result.returncode == 0, result.stderr
     assert "Resampling summary" in result.stdout
@@ -72,7 +72,7 @@ def test_command_line(tmp_path, make_dataset):
 
     bad = subprocess.run(
         [sys.executable, "-m", "nii_resample", str(folder), str(tmp_path / "o2"), "8", "0", "8"],
-        capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "scripts"), "PATH": ""},
+        capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": ""},
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().endswith("error: argument Y: must be a positive integer, got '0'")
@@ -93,7 +93,7 @@ def test_progress_bar_shows_on_a_terminal(tmp_path, make_dataset):
     if pid == 0:  # the child runs with the pseudo-terminal as its stdin/stdout/stderr
         # A new pseudo-terminal is 0 columns wide; a real one has a size (tqdm sizes the bar).
         fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        os.environ["PYTHONPATH"] = str(REPO / "scripts")
+        os.environ["PYTHONPATH"] = str(REPO / "src")
         os.execv(sys.executable, command)
     output = b""
     while True:

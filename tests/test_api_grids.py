@@ -40,7 +40,7 @@ def test_api_grids_match_the_workflow_byte_for_byte(tmp_path, make_dataset):
 
 def test_api_reads_each_volume_once_for_all_grids(tmp_path, make_dataset, monkeypatch):
     """One read per volume: the worker is run in-process here to count read_volume calls."""
-    from nii_resample import nifti, worker
+    from nii_resample import api_worker, nifti
 
     folder, made = make_dataset(("ct",))
     reads = []
@@ -48,7 +48,7 @@ def test_api_reads_each_volume_once_for_all_grids(tmp_path, make_dataset, monkey
     monkeypatch.setattr(nifti, "read_volume", lambda path: reads.append(path) or real(path))
     outputs = [{"out_path": str(tmp_path / g / "ct.nii.gz"), "grid": g,
                 "options": dict(spec)} for g, spec in GRIDS.items()]
-    rows = worker.run_job({"in_path": str(made["ct"]), "outputs": outputs})
+    rows = api_worker.run_job({"in_path": str(made["ct"]), "outputs": outputs})
     assert [r["status"] for r in rows] == ["ok", "ok"] and len(reads) == 1
     direct = tmp_path / "direct.nii.gz"
     resample_volume(made["ct"], direct, desired_spacing=(2.0, 2.0, 2.5))

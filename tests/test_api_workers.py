@@ -28,7 +28,7 @@ print(f"{len(written)} volumes written")
 
 
 def _environment(*first):
-    paths = [str(p) for p in first] + [str(REPO / "scripts")]
+    paths = [str(p) for p in first] + [str(REPO / "src")]
     paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 

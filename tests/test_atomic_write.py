@@ -28,7 +28,7 @@ atomic_write(target, write)
 
 
 def _start_writer(target, go):
-    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(go)], env=env)
 
 

@@ -146,10 +146,10 @@ def test_a_job_that_died_without_a_reason_is_still_reported(tmp_path):
 
 def _run_job(tmp_path, in_path, out_path):
     """The per-volume job exactly as the rule runs it."""
-    command = [sys.executable, str(REPO / "scripts" / "resample.py"), str(in_path), str(out_path),
+    command = [sys.executable, "-m", "nii_resample", "volume", str(in_path), str(out_path),
                "8", "8", "8", "--log", str(tmp_path / "job.log"), "--record",
                str(tmp_path / "records" / "x.tsv"), "--failure-record", str(tmp_path / "failed.tsv")]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 

@@ -1,5 +1,5 @@
 """Every argparse path of the three command lines (`python -m nii_resample`, the installed
-`nii-resample` command, scripts/resample.py): help exits 0 and lists X Y Z and the options;
+`nii-resample` command, `python -m nii_resample volume`): help exits 0 and lists X Y Z and the options;
 a usage error exits 2 with the usage and a one-line error, never a traceback."""
 
 import os
@@ -23,8 +23,8 @@ CONSOLE_COMMAND = Path(sys.executable).parent / "nii-resample"
 PROGRAMS = {
     "python -m nii_resample": ([sys.executable, "-m", "nii_resample"], CLI_OPTIONS),
     "nii-resample": ([str(CONSOLE_COMMAND)], CLI_OPTIONS),
-    "scripts/resample.py": ([sys.executable, str(REPO / "scripts" / "resample.py")],
-                            SCRIPT_OPTIONS),
+    "python -m nii_resample volume": ([sys.executable, "-m", "nii_resample", "volume"],
+                                      SCRIPT_OPTIONS),
 }
 USAGE_ERRORS = {
     "no arguments": ([], "the following arguments are required: "),
@@ -43,7 +43,7 @@ def _run(program: str, *words: str) -> subprocess.CompletedProcess:
         assert CONSOLE_COMMAND.exists(), f"{CONSOLE_COMMAND} missing: pip install -e . installs it"
     return subprocess.run(
         [*command, *words], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
 
 

@@ -37,7 +37,7 @@ def test_bad_desired_volume_is_rejected(value):
 
 
 def test_schema_defaults_match_the_code():
-    schema = json.loads((REPO / "scripts/nii_resample/config.schema.json").read_text())
+    schema = json.loads((REPO / "src/nii_resample/config.schema.json").read_text())
     schema_defaults = {
         key: spec["default"] for key, spec in schema["properties"].items() if "default" in spec
     }

@@ -306,10 +306,10 @@ def test_command_line_refuses_a_real_shear_in_one_line(tmp_path):
     header = with_sform(good_header(data), sheared(registered(SCANNER), 1e-2))
     source = write_raw(tmp_path / "tilted.nii.gz", header, data)
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "resample.py"), str(source),
+        [sys.executable, "-m", "nii_resample", "volume", str(source),
          str(tmp_path / "out.nii.gz"), "8", "8", "8"],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

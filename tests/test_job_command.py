@@ -1,8 +1,9 @@
-"""The per-volume job is a shell command (`python3 scripts/resample.py ...`): it runs the
+"""The per-volume job is a shell command (`python3 -S scripts/resample_job.py ...`): it runs the
 options the workflow computed, with the interpreter that runs Snakemake, and its record
 (the manifest row) exists exactly when its volume does."""
 
 import itertools
+import os
 import shlex
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from support import REPO, run_snakemake
 from nii_resample.command import build_parser, job_arguments
 from nii_resample.settings import DEFAULTS, job_options, normalise_config
 
-RESAMPLE_SCRIPT = REPO / "scripts" / "resample.py"
 
 
 @pytest.mark.parametrize(
@@ -44,9 +44,9 @@ def test_command_line_carries_every_option(
 
 def test_job_files_go_together(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(RESAMPLE_SCRIPT), "in.nii.gz", "out.nii.gz", "4", "4", "4",
+        [sys.executable, "-m", "nii_resample", "volume", "in.nii.gz", "out.nii.gz", "4", "4", "4",
          "--log", str(tmp_path / "job.log")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert result.returncode == 2
     assert "--log, --record and --failure-record go together" in result.stderr

@@ -238,8 +238,8 @@ def test_api_detects_by_default_and_obeys_its_options(tmp_path):
 def test_command_lines_detect_by_default(tmp_path):
     folder = tmp_path / "in"
     source = write_nifti(folder / "case_001.nii.gz", anatomy(), affine_from((0.8, 0.9, 2.0)))
-    env = {"PYTHONPATH": str(REPO / "scripts")}
-    single = subprocess.run([sys.executable, str(REPO / "scripts" / "resample.py"), str(source),
+    env = {"PYTHONPATH": str(REPO / "src")}
+    single = subprocess.run([sys.executable, "-m", "nii_resample", "volume", str(source),
                              str(tmp_path / "one.nii.gz"), "30", "25", "16"],
                             capture_output=True, text=True, env=env)
     assert single.returncode == 0, single.stderr

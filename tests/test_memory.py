@@ -1,6 +1,6 @@
 """Memory requests (`mem_mb`) cover what real jobs use, on every path a volume can take.
 
-Each case runs scripts/resample.py as the workflow's job does, from a small launcher whose
+Each case runs `python -m nii_resample volume` as the workflow's job does, from a small launcher whose
 wait4() gives the job's own peak RSS (a process forked from this large test process would
 count the test's memory in its ru_maxrss), and compares it with the estimate the workflow
 sends to the cluster (nii_resample.resources).
@@ -28,9 +28,9 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 def peak_mib(arguments) -> float:
     result = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, str(REPO / "scripts" / "resample.py"),
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "nii_resample", "volume",
          *map(str, arguments)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert result.returncode == 0, result.stderr
     return int(result.stdout.split()[-1]) / 1024

@@ -1,4 +1,4 @@
-"""One definition of every option: scripts/nii_resample/config.schema.json. The defaults, the
+"""One definition of every option: src/nii_resample/config.schema.json. The defaults, the
 command line's flags, the API's keywords and docstring, config/README.md's table and the
 per-volume job's parser all follow it; an installed package finds it too."""
 
@@ -18,7 +18,7 @@ from nii_resample import api, command
 from nii_resample.__main__ import build_parser
 from nii_resample.api import resampling_dataset
 
-SCHEMA_FILE = REPO / "scripts" / "nii_resample" / "config.schema.json"
+SCHEMA_FILE = REPO / "src" / "nii_resample" / "config.schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
 PROPERTIES = SCHEMA["properties"]
 SCHEMA_DEFAULTS = {key: spec["default"] for key, spec in PROPERTIES.items() if "default" in spec}
@@ -85,7 +85,7 @@ def test_command_line_flags_follow_the_schema_and_reach_the_volumes(tmp_path, ma
              "--saving-mode", "folder", "--cores", "1"]
     result = subprocess.run(
         [sys.executable, "-m", "nii_resample", str(folder), str(tmp_path / "cli"), "9", "8", "7",
-         *words], capture_output=True, text=True, env=_scripts_env(REPO / "scripts"))
+         *words], capture_output=True, text=True, env=_scripts_env(REPO / "src"))
     assert result.returncode == 0, result.stderr
     resampling_dataset(folder, tmp_path / "api", (9, 8, 7), "folder", engine="itk",
                        antialias=False, compression_level=9, interpolation="linear",
@@ -119,7 +119,7 @@ def test_config_readme_command_prints_and_rewrites_only_the_table(tmp_path):
     readme = (REPO / "config" / "README.md").read_text()
     stale = tmp_path / "README.md"
     stale.write_text(readme.replace("| `debug` | boolean", "| `debug` | old words"))
-    env = _scripts_env(REPO / "scripts")
+    env = _scripts_env(REPO / "src")
     printed = subprocess.run([sys.executable, "-m", "nii_resample.options", "--config-readme"],
                              capture_output=True, text=True, env=env, cwd=tmp_path)
     assert printed.returncode == 0 and printed.stdout == options.config_readme_table()
@@ -148,8 +148,8 @@ NEW_OPTION = {"type": "string", "enum": ["plain", "fancy"], "default": "plain",
 def test_a_new_schema_entry_reaches_every_interface(tmp_path):
     """Adding an option = its schema entry (+ its implementation): defaults, checks, flags,
     config/README.md's table and the job parser's defaults follow without other edits."""
-    scripts = tmp_path / "scripts"
-    shutil.copytree(REPO / "scripts" / "nii_resample", scripts / "nii_resample",
+    scripts = tmp_path / "src"
+    shutil.copytree(REPO / "src" / "nii_resample", scripts / "nii_resample",
                     ignore=shutil.ignore_patterns("__pycache__"))
     schema = json.loads(SCHEMA_FILE.read_text())
     schema["properties"]["new_option"] = NEW_OPTION
@@ -188,7 +188,7 @@ def test_installed_package_finds_its_schema(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    shutil.copytree(REPO / "scripts" / "nii_resample", source / "scripts" / "nii_resample",
+    shutil.copytree(REPO / "src" / "nii_resample", source / "src" / "nii_resample",
                     ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path / "site"
     install = subprocess.run(

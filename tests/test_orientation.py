@@ -82,7 +82,7 @@ def test_invalid_code_stops_the_workflow_the_api_and_the_cli_before_any_job(tmp_
         resampling_dataset(folder, tmp_path / "api", (8, 8, 8), orientation="XYZ")
     cli = subprocess.run([sys.executable, "-m", "nii_resample", str(folder), str(tmp_path / "cli"),
                           "8", "8", "8", "--orientation", "ras4"], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
+                         env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     assert cli.returncode == 2 and cli.stderr.strip().startswith("error: orientation must be")
     assert len(cli.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()

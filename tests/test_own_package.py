@@ -1,7 +1,8 @@
 """Every job uses this workflow's own nii_resample, even when another version is importable
-first (an older install in the environment, a PYTHONPATH): the resample jobs run
-scripts/resample.py, whose folder Python puts first; the `script:` jobs (manifest, QC), which
-Snakemake runs from a copy, put their folder first themselves."""
+first (an older install in the environment, a PYTHONPATH): every script of scripts/ puts
+this workflow's src/ first on the path (the `script:` jobs, manifest and QC, which Snakemake
+runs from a copy, find it from snakemake.scriptdir), and the resample job starts the worker
+and its in-process fallback with src/ first on PYTHONPATH."""
 
 import os
 

@@ -36,7 +36,7 @@ def test_readme_and_ci_name_the_same_versions():
 
 
 def _run(command, **kwargs) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(REPO / "scripts"),
+    environment = {**os.environ, "PYTHONPATH": str(REPO / "src"),
                    "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env=environment, **kwargs)
@@ -66,7 +66,7 @@ def test_import_help_and_a_workflow_run(tmp_path, version):
     imported = _run([python, "-c", "import nii_resample.api, nii_resample.volume, snakemake; "
                      "print(nii_resample.api.__file__)"])
     assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.strip() == str(REPO / "scripts" / "nii_resample" / "api.py")
+    assert imported.stdout.strip() == str(REPO / "src" / "nii_resample" / "api.py")
 
     helped = _run([python, "-m", "nii_resample", "--help"])
     assert helped.returncode == 0, helped.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from support import REPO, affine_from, run_snakemake, smooth_volume, write_nifti
-from nii_resample.qc import draw_qc_figure, manifest_table, overview_figure, qc_figure
+from nii_resample.qc_figures import draw_qc_figure, manifest_table, overview_figure, qc_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

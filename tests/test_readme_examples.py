@@ -94,11 +94,11 @@ def test_recommended_quiet_flag_keeps_the_progress_line(tmp_path):
 def test_profiles_match_what_the_readme_and_config_say():
     import yaml
 
-    local = yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())
+    local = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
     flags = re.search(r"A ready-made local profile sets (`[^\n]+`):", README)[1]
     assert flags == "`--cores all --keep-going --rerun-incomplete`"
     assert (local["cores"], local["keep-going"], local["rerun-incomplete"]) == ("all", True, True)
-    slurm_text = (REPO / "workflow/profiles/slurm/config.yaml").read_text()
+    slurm_text = (REPO / "profiles/slurm/config.yaml").read_text()
     slurm = yaml.safe_load(slurm_text)
     # one setting for threads on a cluster: the profile's cores (common.smk threads_per_volume)
     profile = " ".join(slurm_text.replace("#", " ").split())

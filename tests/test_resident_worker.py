@@ -1,4 +1,4 @@
-"""The resident worker (nii_resample.resident, scripts/resample_job.py): a job run through it
+"""The resident worker (nii_resample.workflow_worker, scripts/resample_job.py): a job run through it
 writes what the in-process job writes and exits the same way; its threads reach the forked
 child; nothing outlives a run killed with kill -9, which then resumes; a worker killed
 mid-volume costs that volume nothing (its client runs it in-process)."""
@@ -21,7 +21,10 @@ from support import REPO, SNAKEFILE, affine_from, run_snakemake, smooth_volume, 
 from nii_resample.processes import process_start
 
 CLIENT = REPO / "scripts" / "resample_job.py"
-IN_PROCESS = REPO / "scripts" / "resample.py"
+# A resident worker's command line: python -P -m nii_resample.workflow_worker SOCKET FD.
+WORKER_MODULE = "nii_resample.workflow_worker"
+# The job in-process: what the client runs without a worker.
+IN_PROCESS = ["-m", "nii_resample", "volume"]
 
 
 def cmdline(pid: int) -> list[str]:
@@ -51,7 +54,7 @@ def processes_naming(word: str) -> list[int]:
 def workers_of(owner_pid: int) -> list[int]:
     """The resident workers of the run (or test) whose process is `owner_pid`: their socket
     path holds it; their forked children (same command line) are left out."""
-    named = [pid for pid in processes_naming("resample_worker.py")
+    named = [pid for pid in processes_naming(WORKER_MODULE)
              if any(f"-{owner_pid}-" in arg for arg in cmdline(pid))]
     return [pid for pid in named if parent(pid) not in named]
 
@@ -67,7 +70,7 @@ def wait_until(condition, seconds=60.0):
 
 def owner_env(tmp_path, owner_pid: int) -> dict:
     """A job's environment as a run whose Snakemake is `owner_pid` gives it (common.smk)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "scripts"))
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     env["NII_RESAMPLE_WORKER_DIR"] = str(tmp_path / f"run-{owner_pid}-x")
     env["NII_RESAMPLE_WORKER_OWNER"] = f"{owner_pid} {process_start(owner_pid)}"
     return env
@@ -88,7 +91,8 @@ def stand_in_run(tmp_path):
 def job(tmp_path, script, source, name, env, *extra):
     """One job as the rule runs it (python3 -S for the client), with its own job files."""
     files = tmp_path / name
-    command = [sys.executable, *(["-S"] if script == CLIENT else []), str(script), str(source),
+    launch = ["-S", str(CLIENT)] if script == CLIENT else script
+    command = [sys.executable, *launch, str(source),
                str(files / "out.nii.gz"), "12", "10", "8", *extra, "--log", str(files / "job.log"),
                "--record", str(files / "record.tsv"), "--failure-record", str(files / "failed.tsv")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -174,7 +178,7 @@ def test_the_jobs_threads_reach_the_forked_child(tmp_path):
             command = [sys.executable, "-S", str(CLIENT), str(source), str(tmp_path / f"t{threads}.nii.gz"),
                        "150", "150", "90", "--engine", "itk", "--threads", str(threads)]
             running = subprocess.Popen(command, env=env)
-            children = lambda: [pid for pid in processes_naming("resample_worker.py") if parent(pid) == worker]
+            children = lambda: [pid for pid in processes_naming(WORKER_MODULE) if parent(pid) == worker]
             seen[threads] = most_threads(children, 1.5)
             assert running.wait(timeout=120) == 0
         # ITK's pool runs the job's threads (the worker itself computes nothing).
@@ -224,7 +228,7 @@ def test_a_worker_killed_mid_volume_costs_that_volume_nothing(tmp_path):
     process, _, _ = start_run(tmp_path, 3, (160, 160, 60))
     assert wait_until(lambda: workers_of(process.pid), 120), "the run must use a resident worker"
     (worker,) = workers_of(process.pid)
-    assert wait_until(lambda: any(parent(pid) == worker for pid in processes_naming("resample_worker.py")), 60)
+    assert wait_until(lambda: any(parent(pid) == worker for pid in processes_naming(WORKER_MODULE)), 60)
     os.kill(worker, signal.SIGKILL)  # mid-volume: its child is running
     console, _ = process.communicate(timeout=300)
     assert process.returncode == 0, console

@@ -388,7 +388,7 @@ def test_the_readme_examples_run_as_written(tmp_path):
         result = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=300, executable="/bin/bash",
                                 env={"PATH": f"{sys.prefix}/bin:/usr/bin:/bin",
-                                     "PYTHONPATH": str(REPO / "scripts")})
+                                     "PYTHONPATH": str(REPO / "src")})
         assert result.returncode == 0, result.stderr
     assert "4 predictions restored into results/restored" in result.stdout
     for name in ("ct_chest", "ct_chest_seg", "mri_head", "pet_brain"):

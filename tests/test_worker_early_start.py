@@ -16,7 +16,7 @@ from pathlib import Path
 from test_resident_worker import CLIENT, job, processes_naming, stand_in_run, wait_until, workers_of
 
 from support import REPO, SNAKEFILE, affine_from, smooth_volume, write_config, write_nifti
-from nii_resample.resident import DISMISSED_MARK
+from nii_resample.workflow_worker import DISMISSED_MARK
 
 
 def start_only(env) -> subprocess.CompletedProcess:
@@ -80,7 +80,7 @@ def snakemake(tmp_path, *extra):
     workdir.mkdir(exist_ok=True)
     config = write_config(workdir, nii_folder=str(folder), output_path=str(tmp_path / "out"),
                           desired_volume=[12, 10, 6])
-    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(REPO / "scripts"))
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(REPO / "src"))
     (tmp_path / "tmp").mkdir(exist_ok=True)
     command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
                "--configfile", str(config), "--cores", "2", *extra]
@@ -131,14 +131,14 @@ def test_a_dry_run_starts_no_worker(tmp_path):
 PRELOADED_THEN_JOBS = """
 import sys
 from pathlib import Path
-from nii_resample import resident
-resident.preload()
-import resample
+from nii_resample import workflow_worker
+workflow_worker.preload()
+from nii_resample.jobs import volume_main
 before = set(sys.modules)
 folder = Path(sys.argv[1])
 for name, extra in (("image", ["--threads", "2"]), ("labels", []), ("nan", [])):
     files = [f"--{kind}={folder / (name + '.' + kind)}" for kind in ("log", "record", "failure-record")]
-    status = resample.main([str(folder / f"{name}.nii.gz"), str(folder / f"{name}_out.nii.gz"),
+    status = volume_main([str(folder / f"{name}.nii.gz"), str(folder / f"{name}_out.nii.gz"),
                             "14", "12", "9", *extra, *files])
     assert status == 0, (folder / f"{name}.log").read_text()
 print(" ".join(sorted(set(sys.modules) - before)))
@@ -159,7 +159,7 @@ def test_the_worker_imports_what_jobs_use_before_it_forks(tmp_path):
     nan[:4] = np.nan
     write_nifti(tmp_path / "nan.nii.gz", nan, affine_from((1.0, 1.0, 2.0)))
     result = subprocess.run([sys.executable, "-c", PRELOADED_THEN_JOBS, str(tmp_path)], capture_output=True,
-                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO / "scripts")),
-                            cwd=REPO / "scripts")
+                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+                            cwd=REPO / "src")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [], f"imported by the jobs, not by the worker: {result.stdout}"

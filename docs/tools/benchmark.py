@@ -47,7 +47,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]  # docs/tools/ -> repository
 SNAKEFILE = REPO / "Snakefile"
-SCRIPTS = REPO / "scripts"
+PACKAGE_ROOT = REPO / "src"  # holds the nii_resample package
 
 GOALS = {
     "wall_ratio": 0.2,  # workflow wall / nidataset sequential wall
@@ -81,7 +81,7 @@ task = args["task"]
 if task.startswith("nidataset"):
     from nidataset.preprocessing import resampling, resampling_dataset
 elif task.startswith("workflow") or task == "floor_workflow":
-    sys.path.insert(0, args["scripts"])
+    sys.path.insert(0, args["package_root"])
     import numpy as np
     from nii_resample.volume import resample_volume
     from nii_resample.nifti import read_volume, write_volume
@@ -145,7 +145,7 @@ def workflow_env() -> dict:
     """Environment of the workflow's processes: the measured checkout's package first (an
     editable install of nii_resample elsewhere must not be what gets measured)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SCRIPTS)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
 
 
@@ -153,7 +153,7 @@ def workflow_env() -> dict:
 # from: children of this (large, after generating the dataset) process would all report at
 # least its size. So each measured command is started by this small launcher, and its
 # figures are the launcher's wait4() of the command.
-# The launcher is a child subreaper: the workflow's resident worker (nii_resample.resident)
+# The launcher is a child subreaper: the workflow's resident worker (nii_resample.workflow_worker)
 # detaches from the job that started it, and would otherwise escape the CPU count; it is
 # waited for (it ends within a second of its run) and counted with everything else.
 LAUNCHER = """
@@ -537,7 +537,7 @@ def machine_info() -> dict:
                          capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
                            capture_output=True, text=True).stdout.strip()
-    engine = REPO / "scripts" / "nii_resample" / "engine.py"
+    engine = REPO / "src" / "nii_resample" / "engine.py"
     return {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(), "nproc": os.cpu_count(), "cpu_model": model, "mem_total": mem,
@@ -547,7 +547,7 @@ def machine_info() -> dict:
 
 
 def snapshot_checkout(repo: Path, target: Path) -> Path:
-    """Copy what a run needs (top-level files, workflow/, scripts/, config/); check that every
+    """Copy what a run needs (top-level files, workflow/, scripts/, src/, config/); check that every
     Python file compiles: a half-saved file would otherwise fail jobs mid-benchmark."""
     if target.exists():
         shutil.rmtree(target)
@@ -556,9 +556,9 @@ def snapshot_checkout(repo: Path, target: Path) -> Path:
     for source in repo.iterdir():  # top-level files (Snakefile, environment.yml, ...) + code
         if source.is_file() and not source.name.startswith("."):
             shutil.copy2(source, target / source.name)
-        elif source.name in ("workflow", "scripts", "config"):
+        elif source.name in ("workflow", "scripts", "src", "config"):
             shutil.copytree(source, target / source.name, ignore=ignore)
-    for source in (target / "scripts").rglob("*.py"):
+    for source in [*(target / "scripts").rglob("*.py"), *(target / "src").rglob("*.py")]:
         try:
             compile(source.read_text(), str(source), "exec")
         except SyntaxError as error:
@@ -629,7 +629,7 @@ def floor_run(files, shape, args, work: Path) -> dict:
     print("[floor] read + write with the workflow's NIfTI I/O (nibabel + isal, default level) ...", flush=True)
     floor["workflow_io"] = run_driver(sys.executable, {"task": "floor_workflow", "files": [str(f) for f in files],
                                                        "out": str(out), "shape": list(shape),
-                                                       "scripts": str(SCRIPTS)},
+                                                       "package_root": str(PACKAGE_ROOT)},
                                       work / "logs" / "floor_wf.log")
     floor["workflow_io"]["output_bytes"] = du_bytes(out, "*.nii.gz")
     shutil.rmtree(out)
@@ -644,7 +644,7 @@ def floor_run(files, shape, args, work: Path) -> dict:
 
 
 def single_volume(path: Path, shape, args, work: Path) -> dict:
-    """One CT volume: nidataset on a 1-file folder vs scripts/resample.py (CLI and in-process)."""
+    """One CT volume: nidataset on a 1-file folder vs `python -m nii_resample volume` (CLI and in-process)."""
     single = {"file": str(path), "target": list(shape), **header_info(path)}
     warm_cache([path])
     logs = work / "logs"
@@ -657,14 +657,14 @@ def single_volume(path: Path, shape, args, work: Path) -> dict:
                                                                  "out": str(out), "shape": list(shape)},
                                          logs / "single_nid.log")
     out = fresh(work / "single_wf")
-    print(f"[single] scripts/resample.py {path.name} (command line) ...", flush=True)
+    print(f"[single] python -m nii_resample volume {path.name} (command line) ...", flush=True)
     single["workflow_cli"] = check_ok(run_measured(
-        [sys.executable, str(SCRIPTS / "resample.py"), str(path), str(out / "cli.nii.gz"), *map(str, shape)],
-        logs / "single_cli.log"), "resample.py")
+        [sys.executable, "-m", "nii_resample", "volume", str(path), str(out / "cli.nii.gz"), *map(str, shape)],
+        logs / "single_cli.log"), "nii_resample volume")
     print("[single] resample_volume in-process (step only) ...", flush=True)
     single["workflow_step"] = run_driver(sys.executable, {"task": "workflow_one", "file": str(path),
                                                           "out_file": str(out / "step.nii.gz"),
-                                                          "shape": list(shape), "scripts": str(SCRIPTS)},
+                                                          "shape": list(shape), "package_root": str(PACKAGE_ROOT)},
                                          logs / "single_step.log")
     if "nidataset" in single:
         nid, cli, step = single["nidataset"], single["workflow_cli"], single["workflow_step"]
@@ -917,12 +917,12 @@ def render(results: dict) -> str:
                      f"| {fmt(step['driver']['step_wall'], '.2f', ' s')} | "
                      f"{fmt(nid and step['driver']['step_wall'] / nid['driver']['step_wall'], '.3f')} | | |")
         lines.append(f"| {label}: CPU of the whole process (incl. imports) | {fmt(nid and nid['cpu_s'], '.2f', ' s')} "
-                     f"| {fmt(cli['cpu_s'], '.2f', ' s')} (resample.py CLI) | {fmt(s.get('cpu_ratio_process'), '.3f')} | | |")
+                     f"| {fmt(cli['cpu_s'], '.2f', ' s')} (volume CLI) | {fmt(s.get('cpu_ratio_process'), '.3f')} | | |")
         r = s.get("rss_ratio_process")
         v = verdict(r, GOALS["rss_ratio"]) if nid else "n/a"
         goals.append(("(3) peak RSS, one job", v, r))
         lines.append(f"| {label}: peak RSS of the process | {fmt(nid and nid['peak_rss_mb'], '.0f', ' MiB')} "
-                     f"| {fmt(cli['peak_rss_mb'], '.0f', ' MiB')} (resample.py CLI) | {fmt(r, '.3f')} | <= {GOALS['rss_ratio']} | {v} |")
+                     f"| {fmt(cli['peak_rss_mb'], '.0f', ' MiB')} (volume CLI) | {fmt(r, '.3f')} | <= {GOALS['rss_ratio']} | {v} |")
         lines.append(f"| {label}: peak RSS above the imports | "
                      f"{fmt(nid and nid['driver']['peak_rss_mb'] - nid['driver']['rss_after_import_mb'], '.0f', ' MiB')} "
                      f"| {fmt(step['driver']['peak_rss_mb'] - step['driver']['rss_after_import_mb'], '.0f', ' MiB')} "
@@ -1008,9 +1008,9 @@ def main(argv=None) -> int:
                              "ones, against a trivial workflow and nidataset (docs/benchmarks.md)")
     parser.add_argument("--speed-rounds", type=int, default=2, help="rounds of --speed (default %(default)s)")
     args = parser.parse_args(argv)
-    global REPO, SNAKEFILE, SCRIPTS
+    global REPO, SNAKEFILE, PACKAGE_ROOT
     REPO = (args.repo or REPO).resolve()
-    SNAKEFILE, SCRIPTS = REPO / "Snakefile", REPO / "scripts"
+    SNAKEFILE, PACKAGE_ROOT = REPO / "Snakefile", REPO / "src"
     args.down = args.down or ([112, 112, 64] if args.quick else [224, 224, 128])
     args.up = args.up or ([160, 160, 112] if args.quick else [320, 320, 224])
     args.tiny_count = args.tiny_count or (4 if args.quick else 20)
@@ -1024,8 +1024,8 @@ def main(argv=None) -> int:
     machine = machine_info()  # git state and engine hash of the checkout itself
     if not args.no_snapshot:
         snapshot = snapshot_checkout(REPO, work / "checkout")
-        SNAKEFILE, SCRIPTS = snapshot / "Snakefile", snapshot / "scripts"
-        engine = SCRIPTS / "nii_resample" / "engine.py"
+        SNAKEFILE, PACKAGE_ROOT = snapshot / "Snakefile", snapshot / "src"
+        engine = PACKAGE_ROOT / "nii_resample" / "engine.py"
         if engine.exists():
             machine["engine_sha256"] = hashlib.sha256(engine.read_bytes()).hexdigest()[:12]
         print(f"[checkout] measuring a frozen copy of {REPO} in {snapshot}", flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))  # docs/tools/ -> the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # docs/tools/ -> the package
 from nii_resample.antialias import gaussian_blur  # noqa: E402
 from nii_resample.engine import resample_array  # noqa: E402
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 REPO = Path(__file__).resolve().parents[2]  # docs/tools/ -> repository
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "src"))
 from nii_resample import labels  # noqa: E402
 
 DEMO = REPO / "workflow" / "resources" / "demo"

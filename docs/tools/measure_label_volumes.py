@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]  # docs/tools/ -> repository
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 from label_phantoms import atlas_phantom, head_phantom, label_surfaces  # noqa: E402
 from nii_resample.labels import resample_labels  # noqa: E402

@@ -4,7 +4,7 @@ Measures, for the demo volumes and a generated multi-label map, the Dice of each
 the correlation of each image after resampling by 1/F per axis (F = 1, 2, 4) and restoring
 onto the original grid (README.md, "Back to the original grid"; docs/benchmarks.md).
 
-    PYTHONPATH=scripts python docs/tools/measure_restore.py [--factors 1 2 4]
+    PYTHONPATH=src python docs/tools/measure_restore.py [--factors 1 2 4]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """This workflow on a real (single-node, throw-away) SLURM cluster through the shipped profile.
 
-`snakemake --profile workflow/profiles/slurm` plus only what the test cluster needs on the
+`snakemake --profile profiles/slurm` plus only what the test cluster needs on the
 command line (no slurmdbd, so job status from squeue, and fast polling; its partition). Needs a
 Python with snakemake, snakemake-executor-plugin-slurm and this workflow's dependencies
 (`pip install -r requirements-slurm.txt`): the one running pytest or SNAKEMAKE_SLURM_PYTHON;
@@ -272,7 +272,7 @@ THREE_PER_JOB = [
     "--slurm-keep-successful-logs",
     *(arg.replace("resample=2", "resample=3") for arg in TEST_CLUSTER_ARGS),
 ]
-# The first line of a volume's log when a resident worker ran it (nii_resample.resident).
+# The first line of a volume's log when a resident worker ran it (nii_resample.workflow_worker).
 RUN_BY = re.compile(r"nii-resample: run by resident worker (\d+) \(host (.+)\)")
 
 
@@ -302,9 +302,9 @@ def _ancestors(pid: int) -> list[str]:
 
 
 def _live_workers() -> list[int]:
-    """Live resident workers (scripts/resample_worker.py), not their forked children."""
+    """Live resident workers (python -m nii_resample.workflow_worker), not their forked children."""
     named = [int(entry.name) for entry in Path("/proc").iterdir()
-             if entry.name.isdigit() and "resample_worker.py" in _proc(int(entry.name), "cmdline")]
+             if entry.name.isdigit() and "nii_resample.workflow_worker" in _proc(int(entry.name), "cmdline")]
     return [pid for pid in named if _parent(pid) not in named]
 
 

@@ -18,14 +18,14 @@ from snakemake.utils import validate
 # This workflow's own folder: found from this file, not from the Snakefile that Snakemake
 # runs, which is another workflow's when this one is used as a module (README).
 WORKFLOW_ROOT = Path(workflow.current_basedir).parents[1]
-# The per-volume logic lives in an importable package beside the scripts.
-sys.path.insert(0, str(WORKFLOW_ROOT / "scripts"))
+# The per-volume logic lives in an importable package (src/nii_resample).
+sys.path.insert(0, str(WORKFLOW_ROOT / "src"))
 
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.command import job_arguments, put_python_first_on_path
-from nii_resample.qc import outdated_report_inputs
+from nii_resample.qc_figures import outdated_report_inputs
 from nii_resample.resources import estimate_mem_mb_for_file
-from nii_resample.resume import (
+from nii_resample.stale_locks import (
     LockedError,
     claim_new_locks,
     lock_files,
@@ -35,7 +35,7 @@ from nii_resample.resume import (
 from nii_resample.options import SCHEMA_PATH
 from nii_resample.plan import fingerprint_lines, output_file, plan_run
 from nii_resample.processes import pid_is_gone, this_process
-from nii_resample.resident import DISMISSED_MARK
+from nii_resample.workflow_worker import DISMISSED_MARK
 from nii_resample.settings import (
     job_options,
     normalise_config,
@@ -57,7 +57,7 @@ for planned in PLAN:
 
 # Running again after a kill -9 just resumes: outputs are written atomically (temporary
 # name + rename), so a stale lock never guards a corrupt file. Only locks proven stale are
-# removed (nii_resample.resume): a live run elsewhere must never be unlocked.
+# removed (nii_resample.stale_locks): a live run elsewhere must never be unlocked.
 LOCKS_BEFORE = lock_files(Path(".snakemake"))
 
 
@@ -437,7 +437,7 @@ DATASETS = [Dataset(planned) for planned in PLAN]
 TARGETS = [target for dataset in DATASETS for target in dataset.targets]
 
 
-# The per-volume jobs run `python3 scripts/resample.py` (resample.smk): make that this
+# The per-volume jobs run `python3 -S scripts/resample_job.py` (resample.smk): make that this
 # interpreter, with its packages, even when its venv is not activated (as Snakemake does for
 # `script:`). With --use-conda the job activates its environment, whose python3 comes first.
 put_python_first_on_path(sys.executable)
@@ -453,11 +453,11 @@ WORKER_VARIABLES = (
 
 def name_resident_worker():
     """Let the resample jobs of this Snakemake (the run's, or the inner one of a cluster
-    job: never shared across nodes) use one resident worker (nii_resample.resident): its
+    job: never shared across nodes) use one resident worker (nii_resample.workflow_worker): its
     folder, owner and SLURM job go to the jobs through the environment, not the command
     line, which must not change between runs (Snakemake would rerun every job).
     NII_RESAMPLE_WORKER=0 turns it off: each job then runs in-process, as
-    scripts/resample.py."""
+    `python -m nii_resample volume`."""
     # An outer run's (a cluster job inherits it), or this cluster job's (below).
     inherited = {name: os.environ.pop(name, None) for name in WORKER_VARIABLES}
     if os.environ.get("NII_RESAMPLE_WORKER", "1") == "0":
@@ -539,7 +539,7 @@ def dismiss_resident_worker():
     """A run that runs no job on this host (a cluster executor's, --touch, a report): end
     the worker started early. Its folder gets a `dismissed` mark, which the worker reads once
     it listens, and loses its sockets, which a listening worker watches
-    (nii_resample.resident): either way it ends at once."""
+    (nii_resample.workflow_worker): either way it ends at once."""
     folder = os.environ.get("NII_RESAMPLE_WORKER_DIR")
     if RESIDENT_WORKER_STARTER is None or not folder:
         return

@@ -6,7 +6,7 @@ from nii_resample.records import (
     manifest_after_failures,
     write_failures_report,
 )
-from nii_resample.report import print_failures, print_summary
+from nii_resample.summary import print_failures, print_summary
 
 for DATASET in DATASETS:
 

@@ -4,7 +4,7 @@ cheap and run locally; the per-volume pictures read whole volumes, so on a clust
 submitted like the resample jobs, in their group (CLUSTER_GROUP, common.smk).
 """
 
-from nii_resample.qc import report_labels
+from nii_resample.qc_figures import report_labels
 
 for TARGET in TARGETS:
 

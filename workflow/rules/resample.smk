@@ -3,9 +3,10 @@ each .nii.gz is first decoded once (decode_volume) for all of them (README, "Sev
 """
 
 # The job is a small client of the run's resident worker (scripts/resample_job.py, -S: no
-# site-packages to import), which falls back to running scripts/resample.py in-process.
+# site-packages to import), which falls back to running `python -m nii_resample volume`
+# in-process.
 # On a cluster, a volume's jobs (its decoding, its grids' resamples, its QC pictures) form
-# one group, and `group-components: resample=N` (workflow/profiles/slurm) bundles N volumes
+# one group, and `group-components: resample=N` (profiles/slurm) bundles N volumes
 # per cluster job, whatever the rules are called (datasets and grids name them). Ignored in
 # local runs.
 CLUSTER_GROUP = "resample"

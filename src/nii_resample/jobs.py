@@ -1,5 +1,13 @@
-"""One resample job as the workflow runs it: log, record, failure record, exit status
-(its command line is in nii_resample.command)."""
+"""One resample job as the workflow runs it: log, record, failure record, exit status; and
+the command that runs it, also a command line for one file:
+
+    python -m nii_resample volume in.nii.gz out.nii.gz 128 128 64 [--engine itk] [--kind label_map] ...
+
+The rule's job (scripts/resample_job.py) hands its arguments to the run's resident worker
+(nii_resample.workflow_worker), which calls `volume_main` in a forked child, or runs this
+command in-process. The work is done by the pure function `resample_volume`
+(nii_resample.volume); the flags are parsed by nii_resample.command.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .command import build_parser, wants_voxel_size
 from .errors import VolumeError
 from .records import write_failure, write_record
 from .volume import resample_volume
@@ -122,3 +131,31 @@ def run_resample_job(
             file=log,
         )
     return 0
+
+
+def volume_main(argv=None, run_by=None) -> int:
+    """`python -m nii_resample volume ...`: one volume, by hand or as the workflow's job
+    (with --log/--record/--failure-record); `run_by`: the resident worker that runs this
+    job, if any (its log says so)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(VOLUME_COMMAND, wants_voxel_size(argv))
+    args = vars(parser.parse_args(argv))
+    if args["desired_volume"] is None and args["desired_spacing"] is None and not args["reference"]:
+        parser.error("give X Y Z, --desired-spacing SX SY SZ or --reference PATH")
+    in_path, out_path = args.pop("in_path"), args.pop("out_path")
+    job_files = {key: args.pop(key) for key in ("record_path", "failure_path", "log_path")}
+    if any(job_files.values()):
+        if not all(job_files.values()):
+            parser.error("--log, --record and --failure-record go together")
+        return run_resample_job(in_path, out_path, **job_files, **args, run_by=run_by)
+    args.pop("source")
+    try:
+        record = resample_volume(in_path, out_path, **args)
+    except VolumeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{record['output_path']}: {record['original_size']} -> {record['new_size']} voxels")
+    return 0
+
+
+VOLUME_COMMAND = "Resample one NIfTI volume: the workflow's per-volume job, and a command line for one file."

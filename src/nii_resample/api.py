@@ -2,7 +2,7 @@
 
 It checks its arguments exactly as the workflow checks config/config.yaml and runs the same
 per-volume function as the workflow's jobs, so both write byte-identical volumes. The
-volumes are resampled in `python -m nii_resample.worker` subprocesses, never through
+volumes are resampled in `python -m nii_resample.api_worker` subprocesses, never through
 multiprocessing: nothing re-imports the caller's script, so the API works from a script
 without a main guard, an interactive session or a notebook, and a worker that crashes costs
 only its current volume.
@@ -25,7 +25,7 @@ from .fingerprint import RESULT_FILE, dataset_json
 from .plan import fingerprint_lines, output_file, plan_run
 from .options import DEFAULTS, options_doc
 from .settings import job_options, normalise_config
-from .worker import failed_row
+from .api_worker import failed_row
 
 # Config keys that are not options of the API, and why. Every other key is a parameter of
 # resampling_dataset with the schema's default (tests/test_options.py checks it).
@@ -65,13 +65,13 @@ def _death_reason(returncode: int) -> str:
 
 
 class _Worker:
-    """One `python -m nii_resample.worker` process doing one job at a time; a thread puts
+    """One `python -m nii_resample.api_worker` process doing one job at a time; a thread puts
     each of its answers, and None when it ends, on the pool's queue."""
 
     def __init__(self, answers: queue.Queue):
         self.job = None
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nii_resample.worker"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "nii_resample.api_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, encoding="utf-8", env=_worker_environment())
         self.reader = threading.Thread(target=self._read, args=(answers,), daemon=True)
         self.reader.start()
@@ -270,7 +270,7 @@ def resampling_dataset(
     write_failures_report(out / "failures.tsv", failures)
     written = [row["output_path"] for row in done]
     if config["debug"]:
-        from .report import print_summary
+        from .summary import print_summary
 
         print_summary(config, out / "manifest.tsv", len(jobs), dataset["grids"])
     if failures:

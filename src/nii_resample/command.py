@@ -1,5 +1,6 @@
-"""The per-volume job's command line (the resample rule's shell command runs
-scripts/resample.py): its parser, the words for a volume's options, and the interpreter.
+"""The per-volume job's command line (`python -m nii_resample volume`, which the resample
+rule's job runs through scripts/resample_job.py): its parser, the words for a volume's
+options, and the interpreter.
 Its flags are the job's own (hand-written); their defaults and choices come from the config
 schema (options.py), as everywhere.
 
@@ -12,6 +13,7 @@ import argparse
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from .options import DEFAULTS, PROPERTIES
@@ -89,10 +91,16 @@ def add_desired_volume(parser: argparse.ArgumentParser, help_text: str) -> None:
                             help=f"{help_text} along {axis}")
 
 
+def program_name() -> str:
+    """`nii-resample` when run as the installed command, else `python -m nii_resample`."""
+    name = Path(sys.argv[0]).name
+    return "python -m nii_resample" if name in ("__main__.py", "-c", "", "-m") else name
+
+
 def build_parser(description: str | None = None, positionals: bool = True) -> argparse.ArgumentParser:
-    """The command line of scripts/resample.py: one volume, by hand or as a workflow job
+    """The command line of `nii_resample volume`: one volume, by hand or as a workflow job
     (`positionals` False: --desired-spacing instead of X Y Z; see wants_voxel_size)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=f"{program_name()} volume", description=description)
     parser.add_argument("in_path", help="input .nii.gz volume")
     parser.add_argument("out_path", help="output .nii.gz path (folders are created)")
     if positionals:

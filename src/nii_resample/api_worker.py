@@ -1,4 +1,4 @@
-"""A worker process of the Python API: `python -m nii_resample.worker`.
+"""A worker process of the Python API: `python -m nii_resample.api_worker`.
 
 It reads jobs as JSON lines on stdin ({"in_path", "outputs": [{"out_path", "grid",
 "options"}, ...]}: one volume, one output per grid) and answers each with one JSON line on

@@ -6,9 +6,13 @@ One worker per run, node and interpreter: the Snakemake that parsed the Snakefil
 run's, or the inner one of a cluster job, whose per-volume Snakemakes under srun keep it)
 names a folder of its own in NII_RESAMPLE_WORKER_DIR and itself in
 NII_RESAMPLE_WORKER_OWNER (common.smk); the first job that finds no worker starts one
-(scripts/resample_job.py). A job is one connection: the
-client sends its arguments, working folder, environment and stdin/stdout/stderr; the child
-runs scripts/resample.py's main() with them; the worker answers the child's exit status.
+(scripts/resample_job.py, the resample rule's job), as
+
+    python -P -m nii_resample.workflow_worker <socket path> <ready fd>
+
+A job is one connection: the client sends its arguments, working folder, environment and
+stdin/stdout/stderr; the child runs `python -m nii_resample volume`'s main
+(nii_resample.jobs.volume_main) with them; the worker answers the child's exit status.
 
 Nothing outlives the run: the worker ends when its owner has ended (checked 4 times a
 second: a kill -9 of snakemake included; it then kills its children, whose outputs are
@@ -52,8 +56,7 @@ def preload() -> None:
     """What every job imports: done once, before any fork."""
     import numpy  # noqa: F401
     import nibabel  # noqa: F401
-    import resample  # noqa: F401  (scripts/resample.py: scripts/ is sys.path[0])
-    from . import engine, jobs, nifti, volume  # noqa: F401
+    from . import command, engine, jobs, nifti, volume  # noqa: F401
 
     # Imported by the jobs only when first used, so by every child: ~10 ms of an image's
     # ~90 ms job (np.unique imports numpy.ma), ~0.1 s of a label map's (scipy.ndimage);
@@ -87,7 +90,7 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
 
 def run_child(request: dict, fds: list[int], libc) -> None:
     """In the forked child: become the job (its fds, folder, environment, signals) and run
-    scripts/resample.py's main(), whose log names this worker (which one ran a job, e.g.
+    nii_resample.jobs.volume_main, whose log names this worker (which one ran a job, e.g.
     inside which cluster job); never returns."""
     status = 1
     try:
@@ -101,11 +104,12 @@ def run_child(request: dict, fds: list[int], libc) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        import resample
+        from .jobs import volume_main
 
-        sys.argv = [resample.__file__, *request["argv"]]
+        # As `python -m nii_resample volume` (its usage line names the program from it).
+        sys.argv = [str(Path(__file__).with_name("__main__.py")), *request["argv"]]
         worker = f"resident worker {os.getppid()} (host {socket.gethostname()})"
-        status = resample.main(request["argv"], run_by=worker)
+        status = volume_main(request["argv"], run_by=worker)
     except SystemExit as end:  # argparse's usage errors
         status = end.code if isinstance(end.code, int) else 1
     except BaseException:  # as an interpreter would: traceback, status 1
@@ -269,3 +273,7 @@ def serve(path: str, ready_fd: int) -> int:
         if owner_gone(owner):  # the run's folder is only this run's
             shutil.rmtree(Path(path).parent, ignore_errors=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1], int(sys.argv[2])))

@@ -56,7 +56,8 @@ class Volume:
         return (1.0 if slope is None else float(slope), 0.0 if inter is None else float(inter))
 
 
-def _decompress(path: Path, raw: bytes) -> bytes:
+def decompress(path: Path, raw: bytes) -> bytes:
+    """The NIfTI bytes of `raw` (a file's content); VolumeError in one line if its gzip is bad."""
     if raw[:2] != GZIP_MAGIC:
         # An uncompressed NIfTI named .nii.gz is still a NIfTI: let the header check decide.
         return raw
@@ -280,7 +281,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
         compressed = path.read_bytes()
     except OSError as error:
         raise VolumeError(f"{path.name}: cannot be read ({error.strerror})") from None
-    raw = _decompress(path, compressed)
+    raw = decompress(path, compressed)
     del compressed
     header = parse_header(path, raw)
     shape = tuple(int(n) for n in header.get_data_shape())

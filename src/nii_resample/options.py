@@ -25,7 +25,7 @@ PROPERTIES: dict[str, dict] = SCHEMA["properties"]
 DEFAULTS = {key: spec["default"] for key, spec in PROPERTIES.items() if "default" in spec}
 TABLE_HEADER = "| key | type, default | meaning |\n| --- | --- | --- |\n"
 TABLE_NOTE = (
-    "<!-- generated from scripts/nii_resample/config.schema.json by "
+    "<!-- generated from src/nii_resample/config.schema.json by "
     "`python -m nii_resample.options --config-readme config/README.md`: edit the schema -->\n"
 )
 PYTHON_TYPES = {"string": str, "integer": int, "number": float}

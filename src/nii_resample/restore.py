@@ -296,7 +296,7 @@ def _physical_range(prediction, label_map: bool, before, after) -> dict:
 def run_restore_job(job: dict) -> list[dict]:
     """A worker's restore job ({"task": "restore", "in_path": prediction, "input": original,
     "outputs": [{"out_path", "options"}]}): its row, or a failed row with a one-line reason."""
-    from .worker import _reason, _remove_output, one_line
+    from .api_worker import _reason, _remove_output, one_line
 
     [output] = job["outputs"]
     try:

@@ -1,23 +1,23 @@
 """Command line: `python -m nii_resample IN OUT X Y Z [options]`, the workflow without YAML
 (or `--desired-spacing SX SY SZ`, `--reference PATH`, or `--grid NAME=128x128x64 --grid
 NAME=1,1,1mm --grid NAME=atlas.nii.gz ...`, instead of X Y Z); and `python -m nii_resample
-restore PREDICTIONS OUTPUT --manifest MANIFEST`, the way back onto the original grids."""
+restore PREDICTIONS OUTPUT --manifest MANIFEST`, the way back onto the original grids; and
+`python -m nii_resample volume IN.nii.gz OUT.nii.gz X Y Z`, one volume (nii_resample.jobs)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .api import API_OPTIONS, ResamplingFailed, resampling_dataset
-from .command import add_desired_spacing, add_desired_volume, positive_int, wants_voxel_size
+from .command import (
+    add_desired_spacing,
+    add_desired_volume,
+    positive_int,
+    program_name,
+    wants_voxel_size,
+)
 from .options import add_option_flags
-
-
-def _program_name() -> str:
-    """`nii-resample` when run as the installed command, else `python -m nii_resample`."""
-    name = Path(sys.argv[0]).name
-    return "python -m nii_resample" if name in ("__main__.py", "-c", "") else name
 
 
 def grid_argument(text: str) -> tuple[str, dict]:
@@ -48,11 +48,12 @@ def grid_argument(text: str) -> tuple[str, dict]:
 
 def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=_program_name(),
+        prog=program_name(),
         description="Resample every .nii.gz in a folder to X x Y x Z voxels, keeping the field "
         "of view. Options map onto the keys of config/config.yaml.",
-        epilog=f"{_program_name()} restore PREDICTIONS OUTPUT --manifest MANIFEST: the way "
-        "back, predictions onto the original grids (restore --help).",
+        epilog=f"{program_name()} restore PREDICTIONS OUTPUT --manifest MANIFEST: the way "
+        "back, predictions onto the original grids (restore --help). "
+        f"{program_name()} volume IN.nii.gz OUT.nii.gz X Y Z: one volume (volume --help).",
     )
     parser.add_argument("nii_folder", help="folder of input .nii.gz volumes")
     parser.add_argument("output_path", help="folder for the results (created)")
@@ -73,7 +74,7 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
 
 def build_restore_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=f"{_program_name()} restore",
+        prog=f"{program_name()} restore",
         description="Restore predictions made on the resampled grid onto the original scans' "
         "grids: each file is matched to its input in the manifest by name and written as "
         "OUTPUT/<input file name>, with OUTPUT/restore_manifest.tsv.",
@@ -123,6 +124,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["restore"]:
         return restore_main(argv[1:])
+    if argv[:1] == ["volume"]:
+        from .jobs import volume_main
+
+        return volume_main(argv[1:])
     parser = build_parser(wants_voxel_size(argv))
     args = parser.parse_args(argv)
     if args.grids and len(dict(args.grids)) != len(args.grids):
