@@ -2,14 +2,13 @@
 volume), rebuilding any record deleted by hand. The end-of-run handler of a run with
 failures (workflow/rules/manifest.smk, onerror) calls the same records.build_manifest."""
 
-import os
 import sys
 from pathlib import Path
 
-# This workflow's own package (src/nii_resample) first: never another version installed in
-# the environment. (`script:` runs a copy of this file: snakemake.scriptdir is scripts/.)
-HERE = snakemake.scriptdir if "snakemake" in globals() else os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+if "snakemake" in globals():
+    # Snakemake appends this script's folder to sys.path: put it first, so that the job uses
+    # this workflow's own nii_resample, never another version installed in the environment.
+    sys.path.insert(0, snakemake.scriptdir)
 
 from nii_resample.errors import RecordNotRebuilt
 from nii_resample.records import build_manifest, rebuilt_line

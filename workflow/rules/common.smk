@@ -441,6 +441,12 @@ TARGETS = [target for dataset in DATASETS for target in dataset.targets]
 # interpreter, with its packages, even when its venv is not activated (as Snakemake does for
 # `script:`). With --use-conda the job activates its environment, whose python3 comes first.
 put_python_first_on_path(sys.executable)
+# Every job imports this workflow's own package (src/), never another version installed in
+# the environment: through PYTHONPATH, which Snakemake's jobs inherit (scripts/manifest.py is
+# kept byte for byte as it was before src/ existed: a changed `script:` file reruns its rule).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(WORKFLOW_ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 RESAMPLE_SCRIPT = str(WORKFLOW_ROOT / "scripts" / "resample_job.py")
 
 
