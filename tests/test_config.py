@@ -10,6 +10,8 @@ from support import REPO, run_snakemake
 from nii_resample.errors import ConfigError, InputFolderError
 from nii_resample.settings import DEFAULTS, discover_volumes, normalise_config, parse_desired_volume
 
+SCHEMA_PROPERTIES = json.loads((REPO / "src/nii_resample/config.schema.json").read_text())["properties"]
+
 
 @pytest.mark.parametrize(
     "value, expected",
@@ -147,3 +149,127 @@ def test_label_detection_keys_from_command_line_strings():
         normalise_config({**base, "detect_label_maps": "maybe"})
     with pytest.raises(ConfigError, match="images must be a list of file-name patterns"):
         normalise_config({**base, "images": [3]})
+
+
+# One path for every interface: values are coerced to the schema's types, then the whole
+# configuration is validated once against the schema (nii_resample.settings).
+
+BASE = {"nii_folder": "in", "output_path": "out", "desired_volume": [4, 4, 4]}
+
+
+def _as_text(value) -> str:
+    """A value as `--config key=value` writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@pytest.mark.parametrize("key", sorted(DEFAULTS))
+def test_every_key_given_as_text_becomes_its_schema_type(key):
+    """Generic, from the schema's types: no key needs code of its own to take text."""
+    value = {"crop_or_pad": [8, 8, 8], "label_maps": ["*_seg.nii.gz", "*_mask.nii.gz"],
+             "images": ["*_T1w.nii.gz"], "pad_value": -1024.0, "pad_to_multiple": 16,
+             "cases": ["img/{case}.nii.gz", "seg/{case}.nii.gz"]}.get(key, DEFAULTS[key])
+    spacing = {"desired_volume": None, "desired_spacing": [1, 1, 1]}  # crop/pad need a spacing
+    typed = normalise_config({**BASE, **spacing, key: value})[key]
+    assert normalise_config({**BASE, **spacing, key: _as_text(value)})[key] == typed
+    assert type(typed) is type(value) or (value is None and typed is None)
+
+
+def test_coercion_walks_refs_one_of_and_items():
+    from nii_resample.settings import coerce
+
+    assert coerce("4x5x6", {"$ref": "#/properties/desired_volume"}) == [4, 5, 6]
+    assert coerce((1, 2, 3.0), {"$ref": "#/properties/desired_volume"}) == [1, 2, 3]
+    spacing = {"$ref": "#/properties/desired_spacing"}  # oneOf: numbers or a rule
+    assert coerce("1,1,2.5", spacing) == [1.0, 1.0, 2.5] and coerce(" nnunet ", spacing) == "nnunet"
+    assert coerce(False, {"$ref": "#/properties/cases"}) == "off"  # YAML 1.1's unquoted off
+    grids = coerce({"g": {"desired_spacing": "1,1,1", "pad_to_multiple": "16"}},
+                   {"$ref": "#/properties/grids"})
+    assert grids == {"g": {"desired_spacing": [1.0, 1.0, 1.0], "pad_to_multiple": 16}}
+    assert coerce("sixty", {"type": "integer"}) == "sixty"  # left for validation to refuse
+
+
+def test_the_configuration_is_validated_once(monkeypatch):
+    from nii_resample import settings
+
+    validator, calls = settings._validator(), []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(validator, name)
+
+        def iter_errors(self, instance):
+            calls.append(instance)
+            return validator.iter_errors(instance)
+
+    monkeypatch.setattr(settings, "_validator", lambda: Counting())
+    normalise_config({**BASE, "engine": "itk", "desired_spacing": "1,1,1", "qc": "true"})
+    assert len(calls) == 1
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert "snakemake.utils import validate" not in common  # not a second time in the workflow
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"pad_to_multiple": 0}, "pad_to_multiple must be between 1 and 4096, got 0"),
+    ({"threads_per_job": "0"}, "threads_per_job must be at least 1, got 0"),
+    ({"compression_level": "fast"}, "compression_level must be a whole number, got 'fast'"),
+    ({"pad_value": ".inf"}, "pad_value must be a number or null, got .inf"),
+    ({"pad_value": float("inf")}, "pad_value must be a number or null, got inf"),
+    ({"desired_spacing": [float("nan"), 1, 1]}, "desired_spacing must be three positive numbers"),
+    ({"desired_volume": "8x8"}, "desired_volume must be three positive integers [X, Y, Z] "
+                                "(e.g. [128, 128, 64]), got 8x8"),
+    ({"crop_or_pad": "x"}, "crop_or_pad must be three positive integers"),
+    ({"reference": 3}, "reference must be the path of a NIfTI volume, got '3'"),
+    ({"cases": "sometimes"}, "cases must be auto, off or a list of two or more file patterns "
+                             "(the case's image first), each with one {case}, got ['sometimes']"),
+    ({"cases": ["a/{case}{case}", "b/{case}"]}, "cases must be auto, off or a list of two"),
+    ({"cases": True}, "cases must be auto, off or a list of patterns with {case}, got true"),
+    ({"orientation": "ras4"}, "orientation must be keep or three letters, one of each pair "
+                              "L/R, A/P and S/I (e.g. RAS, LPS, LAS), got 'ras4'"),
+    ({"grids": {"g": {"desired_spacing": [1, 1, 1], "pad_to_multiple": 5000}}},
+     "grid 'g': pad_to_multiple must be between 1 and 4096, got 5000"),
+    ({"grids": {"g": {"desired_spacing": [1, 1, 1], "pad_value": "air"}}},
+     "grid 'g': pad_value must be a number, got air"),
+    ({"grids": {"g": {"pad_value": 3}}}, "grid 'g' must set exactly one of desired_volume, "
+                                         "desired_spacing and reference, got {'pad_value': 3}"),
+    ({"grids": 3}, "grids must map grid names to {desired_volume: [X, Y, Z]} or "
+                   "{desired_spacing: [sx, sy, sz]}, got 3"),
+    ({"datasets": 3}, "datasets must map dataset names to their keys"),
+    ({"datasets": {"d": 3}}, "dataset 'd': it must set nii_folder, output_path and its keys"),
+    ({"datasets": {"d": {"nii_folder": "x", "output_path": "y", "engine": "gpu"}}},
+     "dataset 'd': engine must be one of fast, itk, got 'gpu'"),
+    ({"engine": "gpu", "bogus": 1}, "unknown configuration key(s) bogus; known keys: "),
+])
+def test_each_refusal_is_one_sentence_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as refused:
+        normalise_config({**BASE, **override})
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_a_grid_takes_the_same_ranges_as_the_top_level_key():
+    grid = SCHEMA_PROPERTIES["grids"]["additionalProperties"]["properties"]
+    for key in ("desired_volume", "pad_to_multiple"):
+        assert {k: v for k, v in grid[key].items()} == {
+            k: v for k, v in SCHEMA_PROPERTIES[key].items()
+            if k not in ("title", "description", "default", "x-doc-type")}
+
+
+def test_command_line_words_get_the_configs_sentence(capsys):
+    from nii_resample.__main__ import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["i", "o", "4", "4", "4", "--engine", "itk"]).engine == "itk"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["i", "o", "4", "4", "4", "--engine", "gpu"])
+    assert "argument --engine: engine must be one of fast, itk, got 'gpu'" in capsys.readouterr().err
+    # Other flags hand their text to the API, which coerces and checks it with the config.
+    args = parser.parse_args(["i", "o", "4", "4", "4", "--compression-level", "7",
+                              "--pad-value", "-1024"])
+    checked = normalise_config({**BASE, "compression_level": args.compression_level,
+                                "pad_value": args.pad_value})
+    assert (checked["compression_level"], checked["pad_value"]) == (7, -1024.0)

@@ -28,7 +28,6 @@ TABLE_NOTE = (
     "<!-- generated from src/nii_resample/config.schema.json by "
     "`python -m nii_resample.options --config-readme config/README.md`: edit the schema -->\n"
 )
-PYTHON_TYPES = {"string": str, "integer": int, "number": float}
 
 
 def choices(key: str) -> tuple:
@@ -41,9 +40,26 @@ def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def _checked_word(key: str):
+    """argparse type of an enum flag: the config's own coercion and check (settings), so that
+    a bad word gets the config's sentence, not argparse's choices message."""
+    def check(text: str):
+        from .errors import ConfigError
+        from .settings import parse_value
+
+        try:
+            return parse_value(key, text)
+        except ConfigError as problem:
+            raise argparse.ArgumentTypeError(str(problem)) from None
+
+    return check
+
+
 def add_option_flags(parser: argparse.ArgumentParser, keys) -> None:
-    """One flag per key, from its schema entry: help = title, choices = enum, type = type,
-    a list as zero or more words, a boolean as --flag / --no-flag."""
+    """One flag per key, from its schema entry: help = title, choices = enum (checked by the
+    config's check), a list as zero or more words, a boolean as --flag / --no-flag. Values
+    stay text: the API coerces them to the schema's types and validates them with the rest
+    of the configuration (settings.normalise_config), one path for every interface."""
     for key in keys:
         spec, default = PROPERTIES[key], DEFAULTS[key]
         spec = {**spec, "title": spec["title"].replace("%", "%%")}  # argparse %-formats help
@@ -58,14 +74,10 @@ def add_option_flags(parser: argparse.ArgumentParser, keys) -> None:
             both.add_argument(f"--no-{flag(key)[2:]}", dest=key, action="store_false", help=off)
             parser.set_defaults(**{key: default})
         elif spec["type"] == "array":
-            parser.add_argument(flag(key), nargs="*", default=list(default),
-                                type=PYTHON_TYPES[spec["items"]["type"]], help=spec["title"])
+            parser.add_argument(flag(key), nargs="*", default=list(default), help=spec["title"])
         else:
-            kind = spec["type"]
-            if isinstance(kind, list):  # ["number", "null"]: the number (null: not given)
-                kind = next(k for k in kind if k != "null")
             parser.add_argument(flag(key), default=default, choices=spec.get("enum"),
-                                type=PYTHON_TYPES[kind],
+                                type=_checked_word(key) if "enum" in spec else None,
                                 help=f"{spec['title']} (default: %(default)s)")
 
 

@@ -6,14 +6,15 @@ Every problem is reported as one sentence naming the key or folder, before any j
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import os
 import re
 from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
-from .options import DEFAULTS, PROPERTIES, choices
-from .orientation import parse_orientation
+from .options import DEFAULTS, PROPERTIES, SCHEMA, choices
+from .orientation import KEEP, parse_orientation
 
 SAVING_MODES = choices("saving_mode")
 ENGINES = choices("engine")
@@ -44,77 +45,266 @@ def as_typed(value) -> str:
     return str(value)
 
 
-def _three_items(value, separators: str, problem: str) -> list:
-    """The three items of a list, or of the string `--config` hands over (split on
-    `separators`, a regex character class body); booleans are never items."""
+# Values against the schema. What YAML, `--config key=value`, the command line or the API
+# hands over is first taken as the type the schema declares (coerce: walks type, enum, items,
+# properties, oneOf/anyOf and $ref), then the whole configuration is validated ONCE
+# (jsonschema); its first error becomes one sentence naming the key (_problem). What a
+# schema cannot say (a reference's header, names, one grid key per grid, cross-key rules)
+# is checked after that, in normalise_config.
+
+_NOT = object()  # "this value cannot be taken as that type": validation will say why
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+_NULL_WORDS = ("", "null", "None")
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+# YAML 1.1 reads unquoted off/no/on/yes as booleans: an enum that has the word gets it back.
+_YAML_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
+# A list in one string, by item type: 128x128x64, [1,1,2.5], *_seg.nii.gz,*_mask.nii.gz
+_SEPARATORS = {"integer": r"[\s,\[\]()]+|(?<=\d)x(?=\d)", "number": r"[\s,\[\]()]+", "string": r"[,\s\[\]]+"}
+
+
+def _resolved(schema: dict) -> dict:
+    """`schema` with a local $ref (#/$defs/name) replaced by what it points at."""
+    while "$ref" in schema:
+        target = SCHEMA
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _types(schema: dict) -> list:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def _as_null(value, schema):
+    if value is None or (isinstance(value, str) and value.strip() in _NULL_WORDS):
+        return None
+    return _NOT
+
+
+def _as_boolean(value, schema):
     if isinstance(value, str):
-        items = [item for item in re.split(rf"[{separators}]+", value.strip()) if item]
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise ConfigError(problem)
-    if len(items) != 3 or any(isinstance(item, bool) for item in items):
-        raise ConfigError(problem)
-    return items
+        return _BOOL_WORDS.get(value.strip().lower(), _NOT)
+    return value if isinstance(value, bool) else _NOT
 
 
-def parse_desired_volume(value, key: str = "desired_volume") -> list[int]:
+def _as_integer(value, schema):
+    if isinstance(value, bool):
+        return _NOT
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _WHOLE.fullmatch(value):
+        return int(value)
+    return value if isinstance(value, int) else _NOT
+
+
+def _as_number(value, schema):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return _NOT
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return _NOT
+
+
+def _as_string(value, schema):
+    words = schema.get("enum")
+    if words and isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]  # a word the command line gathered into a list (nargs="+")
+    if words and isinstance(value, bool):
+        return next((word for word in _YAML_WORDS[value] if word in words), _NOT)
+    if isinstance(value, str):
+        return value.strip() if words else value
+    return _NOT
+
+
+def _as_array(value, schema):
+    items = _resolved(schema.get("items", {}))
+    if isinstance(value, str):
+        separators = _SEPARATORS[next(iter(_types(items)), "string")]
+        value = [item for item in re.split(separators, value.strip()) if item]
+    if not isinstance(value, (list, tuple)):
+        return _NOT
+    return [coerce(item, items) for item in value]
+
+
+def _as_object(value, schema):
+    if not isinstance(value, dict):
+        return _NOT
+    properties, others = schema.get("properties", {}), schema.get("additionalProperties")
+    others = others if isinstance(others, dict) else {}
+    return {key: coerce(item, properties.get(key, others)) for key, item in value.items()}
+
+
+_AS_TYPE = {"null": _as_null, "boolean": _as_boolean, "integer": _as_integer,
+            "number": _as_number, "string": _as_string, "array": _as_array,
+            "object": _as_object}
+
+
+def coerce(value, schema: dict):
+    """`value` as the type `schema` declares, where it was handed over otherwise: text from
+    `--config`, a tuple, a whole float for an integer, a YAML 1.1 boolean for an enum word.
+    Never raises: what cannot be taken stays as it was, for validation to refuse. Of
+    oneOf/anyOf, the first branch whose coercion it satisfies (else the last branch's)."""
+    schema = _resolved(schema)
+    for kind in _types(schema):
+        taken = _AS_TYPE[kind](value, schema)
+        if taken is not _NOT:
+            value = taken
+            break
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if branches:
+        tried = [coerce(value, branch) for branch in branches]
+        value = next((t for t, b in zip(tried, branches) if _validator().evolve(schema=b).is_valid(t)),
+                     tried[-1])
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _validator():
+    """The schema's jsonschema validator (imported only here: jobs import this module). A
+    JSON number is finite: YAML's .inf and .nan are not numbers."""
+    from jsonschema import Draft202012Validator, validators
+
+    def finite(checker, value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            isinstance(value, int) or math.isfinite(value))
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("number", finite)
+    return validators.extend(Draft202012Validator, type_checker=checker)(SCHEMA)
+
+
+# What a key must be, where its type's words would say too little. {raw}: the value as
+# given, {typed}: as typed (as_typed), {value}: as coerced.
+_VOXELS = "{key} must be three positive integers [X, Y, Z] (e.g. [128, 128, 64]), got {typed}"
+_PATTERNS = "{key} must be a list of file-name patterns, got {value!r}"
+MUST = {
+    "desired_volume": _VOXELS,
+    "crop_or_pad": _VOXELS,
+    "desired_spacing": "{key} must be three positive numbers [sx, sy, sz] in mm (e.g. "
+                       "[1.0, 1.0, 1.0]) or one of median, nnunet, got {typed}",
+    "reference": "{key} must be the path of a NIfTI volume, got {typed!r}",
+    "label_maps": _PATTERNS,
+    "images": _PATTERNS,
+    "cases": "cases must be auto, off or a list of two or more file patterns (the case's "
+             "image first), each with one {{case}}, got {value!r}",
+    "orientation": "orientation must be keep or three letters, one of each pair L/R, A/P and "
+                   "S/I (e.g. RAS, LPS, LAS), got {raw!r}",
+    "grids": "grids must map grid names to {{desired_volume: [X, Y, Z]}} or "
+             "{{desired_spacing: [sx, sy, sz]}}, got {typed}",
+    "datasets": "datasets must map dataset names to their keys (nii_folder, output_path, "
+                "...), got {typed}",
+}
+CASES_TRUE = "cases must be auto, off or a list of patterns with {case}, got true"
+
+
+def _problem(key: str, spec: dict, raw, value, error) -> str:
+    """The sentence for a key whose value the schema refused: from MUST, else from its type."""
+    kinds, template = _types(spec), MUST.get(key)
+    if key == "cases" and value is True:  # YAML's on/yes/true
+        return CASES_TRUE
+    if template is None and "enum" in spec:
+        template = f"{{key}} must be one of {', '.join(spec['enum'])}, got {{raw!r}}"
+    elif template is None and kinds == ["boolean"]:
+        template = "{key} must be true or false, got {raw!r}"
+    elif template is None and kinds == ["integer"] and error.validator in ("minimum", "maximum"):
+        low, high = spec.get("minimum"), spec.get("maximum")
+        bounds = f"between {low} and {high}" if None not in (low, high) else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        template = f"{{key}} must be {bounds}, got {{value}}"
+    elif template is None and kinds == ["integer"]:
+        template = "{key} must be a whole number, got {raw!r}"
+    elif template is None and "number" in kinds:
+        template = "{key} must be a number" + (" or null" if "null" in kinds else "") + ", got {typed}"
+    elif template is None:
+        return f"{key}: {error.message}"
+    return template.format(key=key, raw=raw, typed=as_typed(raw), value=value)
+
+
+def _grid_problem(name: str, spec, where: str) -> str:
+    keys = [k for k in (sorted(spec) if isinstance(spec, dict) else []) if k not in SHAPE_KEYS]
+    return (f"{where}grid {name!r} must set exactly one of desired_volume, desired_spacing and "
+            f"reference, got {as_typed(spec) if not keys else ', '.join(keys)}")
+
+
+def _dataset_problem(name: str, entry) -> str:
+    if not isinstance(entry, dict) or not entry:
+        return f"dataset {name!r}: it must set nii_folder, output_path and its keys"
+    missing = [key for key in REQUIRED_KEYS[:2] if entry.get(key) in (None, "")]
+    return f"dataset {name!r}: it does not set {', '.join(missing)}"
+
+
+def _sentence(error, given: dict, checked: dict, where: str) -> str:
+    """The first schema error as one sentence naming the key (given: the values as they came)."""
+    path = list(error.absolute_path)
+    if not path:  # additionalProperties of the configuration itself
+        unknown = sorted(set(error.instance) - set(PROPERTIES))
+        return (f"{where}unknown configuration key(s) {', '.join(unknown)}; "
+                f"known keys: {', '.join(PROPERTIES)}")
+    key = path[0]
+    if key == "grids" and len(path) == 2:
+        return _grid_problem(path[1], given["grids"][path[1]], where)
+    if key == "grids" and len(path) > 2:
+        name, option = path[1], path[2]
+        spec = _resolved(PROPERTIES["grids"]["additionalProperties"]["properties"][option])
+        problem = _problem(option, spec, given["grids"][name][option],
+                           checked["grids"][name][option], error)
+        return f"{where}grid {name!r}: {problem}"
+    if key == "datasets" and len(path) > 1:
+        return _dataset_problem(path[1], given["datasets"][path[1]])
+    return where + _problem(key, _resolved(PROPERTIES[key]), given.get(key, checked[key]),
+                            checked[key], error)
+
+
+def _canonical_orientation(value):
+    """keep / an axis code in the case the schema's pattern names (lower case is accepted)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    return KEEP if text.lower() == KEEP else text.upper()
+
+
+def _coerced(config: dict) -> dict:
+    checked = coerce(config, SCHEMA)
+    if "orientation" in checked:
+        checked["orientation"] = _canonical_orientation(checked["orientation"])
+    return checked
+
+
+def _schema_errors(checked: dict) -> list:
+    """The schema's errors, unknown keys first, then in the schema's order of keys."""
+    order = {key: n for n, key in enumerate(PROPERTIES)}
+    return sorted(_validator().iter_errors(checked), key=lambda error: (
+        order.get(error.absolute_path[0], len(order)) if error.absolute_path else -1))
+
+
+def parse_value(key: str, value):
+    """One key's value coerced to its schema type and validated (ConfigError, one sentence):
+    what the command line's flags and parse_desired_volume check with."""
+    given = {key: value}
+    checked = _coerced(given)
+    errors = _schema_errors(checked)
+    if errors:
+        raise ConfigError(_sentence(errors[0], given, checked, ""))
+    return checked[key]
+
+
+def parse_desired_volume(value) -> list[int]:
     """Three positive integers from a list, or from the string `--config` hands over.
 
     Accepts [128, 128, 64], ["128", "128", "64"], "[128,128,64]", "128,128,64", "128x128x64".
     """
-    problem = (
-        f"{key} must be three positive integers [X, Y, Z] (e.g. [128, 128, 64]), "
-        f"got {as_typed(value)}"
-    )
-    numbers = []
-    for item in _three_items(value, r"\s,x\[\]()", problem):
-        if isinstance(item, str):
-            if not re.fullmatch(r"\+?\d+", item.strip()):
-                raise ConfigError(problem)
-            item = int(item)
-        elif isinstance(item, float):
-            if not item.is_integer():
-                raise ConfigError(problem)
-            item = int(item)
-        elif not isinstance(item, int):
-            raise ConfigError(problem)
-        if item < 1:
-            raise ConfigError(problem)
-        numbers.append(int(item))
-    return numbers
+    return parse_value("desired_volume", value)
 
 
-# desired_spacing chosen from the dataset's headers (nii_resample.fingerprint).
-SPACING_RULES = ("median", "nnunet")
-
-
-def parse_desired_spacing(value, key: str = "desired_spacing") -> list[float] | str:
-    """Three positive, finite numbers (mm) from a list or the string `--config` hands over:
-    [1, 1, 2.5], "1,1,2.5", "[1,1,2.5]"; or a rule, `median` or `nnunet`."""
-    if isinstance(value, str) and value.strip() in SPACING_RULES:
-        return value.strip()
-    problem = (
-        f"{key} must be three positive numbers [sx, sy, sz] in mm (e.g. [1.0, 1.0, 1.0]) "
-        f"or one of {', '.join(SPACING_RULES)}, got {as_typed(value)}"
-    )
-    items = _three_items(value, r"\s,\[\]()", problem)
-    try:
-        numbers = [float(item) for item in items]
-    except (TypeError, ValueError):
-        raise ConfigError(problem) from None
-    if not all(math.isfinite(n) and n > 0 for n in numbers):
-        raise ConfigError(problem)
-    return numbers
-
-
-def parse_reference(value, key: str = "reference") -> str:
-    """A reference volume's path, its header read and checked now: a missing or unreadable
-    reference stops the run before any job."""
+def parse_reference(value: str, key: str = "reference") -> str:
+    """A reference volume's path (the schema made it a non-empty string), its header read and
+    checked now: a missing or unreadable reference stops the run before any job."""
     from .nifti import checked_header
 
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key} must be the path of a NIfTI volume, got {as_typed(value)!r}")
+    if not value.strip():
+        raise ConfigError(MUST["reference"].format(key=key, typed=""))
     path = Path(value.strip())
     if not path.is_file():
         raise ConfigError(f"{key} {str(path)!r} is not a file")
@@ -125,52 +315,11 @@ def parse_reference(value, key: str = "reference") -> str:
     return str(path)
 
 
-def _parse_number(key: str, value) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip() in ("", "null", "None")):
-        return None
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number):
-        raise ConfigError(f"{key} must be a number or null, got {as_typed(value)}")
-    return number
-
-
-def _parse_bool(key: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.strip().lower() in ("true", "yes", "1")
-    raise ConfigError(f"{key} must be true or false, got {value!r}")
-
-
-def _parse_int(key: str, value, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not re.fullmatch(r"\s*[+-]?\d+\s*", str(value)):
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
-    number = int(str(value))
-    if (low is not None and number < low) or (high is not None and number > high):
-        bounds = f"between {low} and {high}" if None not in (low, high) else (
-            f"at least {low}" if low is not None else f"at most {high}")
-        raise ConfigError(f"{key} must be {bounds}, got {number}")
-    return number
-
-
 def parse_choice(key: str, value, choices) -> str:
+    """The volume function's own check of its keyword arguments (not of a configuration)."""
     if value not in choices:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
     return value
-
-
-def _parse_patterns(key: str, value) -> list[str]:
-    """A list of file-name glob patterns; `--config label_maps=*_seg.nii.gz` gives one string."""
-    if isinstance(value, str):
-        value = [item for item in re.split(r"[,\s\[\]]+", value) if item]
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(item, str) and item for item in value
-    ):
-        raise ConfigError(f"{key} must be a list of file-name patterns, got {value!r}")
-    return list(value)
 
 
 def matching_pattern(name: str, patterns) -> str | None:
@@ -197,71 +346,40 @@ def volume_kind(config: dict, file_name: str) -> tuple[str, str]:
     return "image", "no label_maps pattern matches (detection off)"
 
 
-def _known_keys() -> tuple:
-    return tuple(PROPERTIES)
-
-
-def parse_option(key: str, value):
-    """A plain option (one with a default) checked, and coerced from the string `--config`
-    hands over, by its schema entry: boolean, enum, integer bounds, list of patterns."""
-    spec = PROPERTIES[key]
-    if key == "cases":  # auto, off or patterns: the one key of two types
-        from .cases import parse_cases
-
-        return parse_cases(value)
-    if key == "crop_or_pad":  # [X, Y, Z] or [] (off)
-        empty = value in ([], (), "", "[]", None)
-        return [] if empty else parse_desired_volume(value, key)
-    if key == "pad_value":  # a number or null
-        return _parse_number(key, value)
-    if key == "orientation":
-        return parse_orientation(value)
-    if spec["type"] == "boolean":
-        return _parse_bool(key, value)
-    if "enum" in spec:
-        return parse_choice(key, value, spec["enum"])
-    if spec["type"] == "integer":
-        return _parse_int(key, value, spec.get("minimum"), spec.get("maximum"))
-    if spec["type"] == "array":
-        return _parse_patterns(key, value)
-    # A new kind of option needs its check here: never pass a value through unchecked.
-    raise NotImplementedError(f"{key}: no check for schema type {spec['type']!r}")
-
-
 def normalise_config(config: dict, where: str = "") -> dict:
-    """A checked copy of `config` with defaults filled in and `--config` strings coerced.
+    """A checked copy of `config` with the schema's defaults filled in and its values
+    coerced to the schema's types, validated once against the schema.
 
     `grids`, `desired_spacing` and `desired_volume` are checked when given (resolve_grids
     picks the one that counts); `datasets` entries are checked by normalise_datasets.
     `where` (e.g. "dataset 'ct': ") starts every message about a dataset's own keys.
+    A key set to null (None) is not set: its default counts.
     """
-    unknown = sorted(set(config) - set(_known_keys()))
-    if unknown:
-        raise ConfigError(
-            f"{where}unknown configuration key(s) {', '.join(unknown)}; "
-            f"known keys: {', '.join(_known_keys())}"
-        )
     given = {k: v for k, v in config.items() if v is not None}
+    for key in ("nii_folder", "output_path"):  # paths are text, whatever YAML made of them
+        if key in given:
+            given[key] = str(given[key])
+    checked = _coerced({**DEFAULTS, **given})
+    errors = _schema_errors(checked)
+    if errors and not errors[0].absolute_path:  # unknown keys: said before anything else
+        raise ConfigError(_sentence(errors[0], given, checked, where))
     if not given.get("datasets"):
         missing = [key for key in REQUIRED_KEYS[:2] if given.get(key) in (None, "")]
         if not any(given.get(key) not in (None, "", {}) for key in GRID_KEYS):
             missing.append("desired_volume")
         if missing:
             raise ConfigError(f"{where}the configuration does not set {', '.join(missing)}")
-    checked = {**DEFAULTS, **given}
-    for key in ("nii_folder", "output_path"):
-        if key in checked:
-            checked[key] = str(checked[key])
-    if "desired_volume" in given:
-        checked["desired_volume"] = parse_desired_volume(checked["desired_volume"])
-    if "desired_spacing" in given:
-        checked["desired_spacing"] = parse_desired_spacing(checked["desired_spacing"])
+    if errors:
+        raise ConfigError(_sentence(errors[0], given, checked, where))
+    # What the schema cannot say.
     if "reference" in given:
         checked["reference"] = parse_reference(checked["reference"])
     if "grids" in given:
-        checked["grids"] = parse_grids(checked["grids"], where)
-    for key in DEFAULTS:
-        checked[key] = parse_option(key, checked[key])
+        checked["grids"] = parse_grids(checked["grids"], where, given["grids"])
+    if isinstance(checked["cases"], list) and any(p.count("{case}") != 1 for p in checked["cases"]):
+        raise ConfigError(f"{where}{MUST['cases'].format(value=checked['cases'])}")
+    if "orientation" in given:
+        parse_orientation(given["orientation"])  # one of each pair L/R, A/P, S/I
     if not checked.get("grids") and not given.get("datasets"):
         effective = next((k for k in GRID_KEYS[1:] if checked.get(k)), None)
         try:
@@ -310,34 +428,22 @@ def _check_name(kind: str, name, where: str = "") -> str:
     return name
 
 
-def parse_grids(value, where: str = "") -> dict[str, dict]:
-    """{name: {"desired_volume": [...]}} or {name: {"desired_spacing": [...]}}, checked."""
-    if not isinstance(value, dict) or not value:
-        raise ConfigError(
-            f"{where}grids must map grid names to {{desired_volume: [X, Y, Z]}} or "
-            f"{{desired_spacing: [sx, sy, sz]}}, got {as_typed(value)}"
-        )
+def parse_grids(value: dict, where: str = "", given: dict | None = None) -> dict[str, dict]:
+    """{name: {"desired_volume": [...]}} or {name: {"desired_spacing": [...]}}, its values
+    checked by the schema already: its names, one grid key each, a reference's header and
+    the crop/pad keys' use. `given`: the grids as they came (for the messages)."""
+    if not value:
+        raise ConfigError(f"{where}{MUST['grids'].format(typed=as_typed(value))}")
     grids = {}
     for name, spec in value.items():
         _check_name("grid", name, where)
-        keys = sorted(spec) if isinstance(spec, dict) else []
-        shaping = {k: spec[k] for k in SHAPE_KEYS if k in keys}
-        keys = [k for k in keys if k not in SHAPE_KEYS]
-        if keys not in (["desired_volume"], ["desired_spacing"], ["reference"]):
-            raise ConfigError(
-                f"{where}grid {name!r} must set exactly one of desired_volume, "
-                f"desired_spacing and reference, got {as_typed(spec) if not keys else ', '.join(keys)}"
-            )
+        keys = [k for k in sorted(spec) if k not in SHAPE_KEYS]
+        if len(keys) != 1:
+            raise ConfigError(_grid_problem(name, (given or value)[name], where))
         key = keys[0]
-        parse = {
-            "desired_volume": parse_desired_volume,
-            "desired_spacing": parse_desired_spacing,
-            "reference": parse_reference,
-        }[key]
         try:
-            grids[name] = {key: parse(spec[key])}
-            for option, given in shaping.items():
-                grids[name][option] = parse_option(option, given)
+            grids[name] = {key: parse_reference(spec[key]) if key == "reference" else spec[key]}
+            grids[name].update({option: spec[option] for option in SHAPE_KEYS if option in spec})
             check_shaping(grids[name])
         except ConfigError as problem:
             raise ConfigError(f"{where}grid {name!r}: {problem}") from None
@@ -347,16 +453,11 @@ def parse_grids(value, where: str = "") -> dict[str, dict]:
 def normalise_datasets(top: dict, entries) -> dict[str, dict]:
     """Each dataset's full, checked configuration: the top-level keys are its defaults
     (never nii_folder or output_path); its own grid key replaces the inherited one."""
-    if not isinstance(entries, dict) or not entries:
-        raise ConfigError(
-            "datasets must map dataset names to their keys (nii_folder, output_path, ...), "
-            f"got {as_typed(entries) if entries else 'nothing'}"
-        )
+    if not entries:  # a mapping (the schema), but an empty one
+        raise ConfigError(MUST["datasets"].format(typed="nothing"))
     datasets = {}
     for name, entry in entries.items():
         where = f"dataset {_check_name('dataset', name)!r}: "
-        if not isinstance(entry, dict) or not entry:
-            raise ConfigError(f"{where}it must set nii_folder, output_path and its keys")
         if "datasets" in entry:
             raise ConfigError(f"{where}datasets cannot be nested")
         own = [key for key in GRID_KEYS if entry.get(key) is not None]
@@ -365,9 +466,8 @@ def normalise_datasets(top: dict, entries) -> dict[str, dict]:
         inherited = {k: v for k, v in top.items() if k not in ("nii_folder", "output_path", "datasets")}
         if own:
             inherited = {k: v for k, v in inherited.items() if k not in GRID_KEYS}
-        missing = [key for key in REQUIRED_KEYS[:2] if entry.get(key) in (None, "")]
-        if missing:
-            raise ConfigError(f"{where}it does not set {', '.join(missing)}")
+        if any(entry.get(key) in (None, "") for key in REQUIRED_KEYS[:2]):  # null or ""
+            raise ConfigError(_dataset_problem(name, entry))
         datasets[name] = normalise_config({**inherited, **entry}, where)
     return datasets
 

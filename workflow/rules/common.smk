@@ -13,7 +13,6 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 # This workflow's own folder: found from this file, not from the Snakefile that Snakemake
 # runs, which is another workflow's when this one is used as a module (README).
@@ -32,7 +31,6 @@ from nii_resample.stale_locks import (
     release_claims,
     release_stale_locks,
 )
-from nii_resample.options import SCHEMA_PATH
 from nii_resample.plan import fingerprint_lines, output_file, plan_run
 from nii_resample.processes import pid_is_gone, this_process
 from nii_resample.workflow_worker import DISMISSED_MARK
@@ -42,14 +40,16 @@ from nii_resample.settings import (
     resampled_path,
 )
 
-# Fail before any job runs, with one sentence, on a bad config or input folder.
+# Fail before any job runs, with one sentence, on a bad config or input folder. The config
+# is validated once, by normalise_config: the package's schema (src/nii_resample/
+# config.schema.json) gives the defaults and the types `--config` strings are coerced to,
+# then one jsonschema validation (not snakemake.utils.validate as well: that would validate
+# a second time, and answer with jsonschema's own multi-line report).
 try:
     config.update(normalise_config(config))
     PLAN = plan_run(config)
 except (ConfigError, InputFolderError) as problem:
     raise WorkflowError(f"Invalid configuration: {problem}.") from None
-# The package's schema: the one definition of every key (options.py derives the rest).
-validate(config, schema=str(SCHEMA_PATH))
 # A spacing chosen from the dataset (desired_spacing: median|nnunet) is said once.
 for planned in PLAN:
     for line in fingerprint_lines(planned):
