@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from nii_resample.errors import VolumeError
+from nii_resample.errors import VolumeError, one_line
 from nii_resample.files import atomic_write
 from nii_resample.nifti import decompress
 from nii_resample.records import write_failure
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     try:
         raw = decompress(in_path, in_path.read_bytes())
     except (VolumeError, OSError) as error:
-        reason = " ".join(str(error).split())
+        reason = one_line(error)
         for record, output in args.failure_record:
             write_failure(record, {"input_path": str(in_path), "output_path": output,
                                    "reason": reason})

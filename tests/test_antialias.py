@@ -62,3 +62,37 @@ def test_engines_agree_with_the_prefilter_on(tmp_path, dtype):
         assert np.abs(fast - itk).max() <= 1 and np.mean(fast == itk) >= 0.999
     else:
         assert np.abs(fast - itk).max() <= 1e-3 * (data.max() - data.min())
+
+
+@pytest.mark.parametrize("engine", ["fast", "itk"])
+def test_a_step_just_above_one_shrinks_in_the_job_and_in_its_rebuilt_record(tmp_path, engine):
+    """One rule decides whether an axis shrinks (antialias.shrinking): a target spacing a
+    hair coarser than the input's (step 1.0000001, the size unchanged) shrinks that axis for
+    the blur, in the job's record and in the record rebuilt from the files alike."""
+    from nii_resample.antialias import shrinking
+    from nii_resample.rebuild import rebuild_record
+
+    source = write_nifti(tmp_path / "ct.nii.gz", smooth_volume((20, 18, 16)),
+                         affine_from((1.0, 1.25, 2.0)))
+    target = [1.0000001, 1.25, 2.0]
+    steps = [t / s for t, s in zip(target, (1.0, 1.25, 2.0))]
+    assert list(shrinking(steps)) == [True, False, False]
+    sigmas = antialias_sigmas(None, None, steps)
+    assert sigmas[0] > 0 and sigmas[1:] == (0.0, 0.0)
+    options = {"engine": engine, "interpolation": "bspline", "antialias": True,
+               "label_interpolation": "volume_preserving", "kind": "image", "kind_reason": "",
+               "orientation": "keep", "desired_volume": None, "desired_spacing": target,
+               "crop_or_pad": None, "pad_to_multiple": 1, "reference": None,
+               "case_reference": None}
+    out = tmp_path / "out.nii.gz"
+    job = resample_volume(source, out, **{k: v for k, v in options.items()
+                                         if k != "desired_volume"})
+    assert job["new_size"] == "20x18x16" and job["antialias"] is True
+    rebuilt = rebuild_record(source, out, options)
+    assert rebuilt["reason"] == "record rebuilt from the files" and rebuilt["seconds"] == ""
+    same = [key for key in job if key not in ("reason", "seconds")]
+    assert {key: rebuilt[key] for key in same} == {key: job[key] for key in same}
+    # The same size asked as a number of voxels: nothing shrinks, no blur, in both records.
+    job = resample_volume(source, out, (20, 18, 16), engine=engine)
+    options.update(desired_volume=[20, 18, 16], desired_spacing=None)
+    assert job["antialias"] is False and rebuild_record(source, out, options)["antialias"] is False

@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .grids import size_ratios
+
+
+def shrinking(ratios) -> np.ndarray:
+    """Per axis, whether it shrinks: more than one input voxel per output voxel (`ratios`,
+    grids.size_ratios or ongrid.step_ratios). The one rule for the blur and the manifest."""
+    return np.asarray(ratios, float) > 1.0
+
+
+def shrinks(ratios) -> bool:
+    """Whether any axis shrinks (`shrinking`): the manifest's `antialias` column."""
+    return bool(np.any(shrinking(ratios)))
+
+
 def antialias_sigmas(old_shape, new_shape, steps=None) -> tuple[float, ...]:
     """Gaussian sigma (input voxels) per axis; 0 where the axis does not shrink. `steps`:
     input voxels per output voxel when the grid is a target spacing (nii_resample.grids)."""
-    if steps is not None:
-        from .grids import step_spacings
-
-        factors = np.asarray(step_spacings(steps), float)
-    else:
-        factors = np.asarray(old_shape, float) / np.asarray(new_shape, float)
-    return tuple(float(np.sqrt((f * f - 1.0) / 12.0)) if f > 1.0 else 0.0 for f in factors)
+    factors = size_ratios(old_shape, new_shape, steps)
+    return tuple(float(np.sqrt((f * f - 1.0) / 12.0)) if shrunk else 0.0
+                 for f, shrunk in zip(factors, shrinking(factors)))
 
 
 def gaussian_blur(data: np.ndarray, sigmas, precision=np.float32) -> np.ndarray:

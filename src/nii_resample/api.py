@@ -19,13 +19,13 @@ import sys
 import threading
 from pathlib import Path
 
-from .records import write_failures_report, write_manifest
+from .errors import one_line
 from .files import atomic_write_bytes, remove_stale_partials
 from .fingerprint import RESULT_FILE, dataset_json
+from .records import failed_row, write_failures_report, write_manifest
 from .plan import fingerprint_lines, output_file, plan_run
 from .options import DEFAULTS, options_doc
 from .settings import job_options, normalise_config
-from .api_worker import failed_row
 
 # Config keys that are not options of the API, and why. Every other key is a parameter of
 # resampling_dataset with the schema's default (tests/test_options.py checks it).
@@ -64,9 +64,10 @@ def _death_reason(returncode: int) -> str:
     return f"the worker process died (exit status {returncode})"
 
 
-class _Worker:
-    """One `python -m nii_resample.api_worker` process doing one job at a time; a thread puts
-    each of its answers, and None when it ends, on the pool's queue."""
+class ApiWorkerProcess:
+    """One worker process of the Python API (`python -m nii_resample.api_worker`), doing one
+    job at a time; a thread puts each of its answers, and None when it ends, on the pool's
+    queue. (The workflow's worker is another kind: workflow_worker.ResidentWorker.)"""
 
     def __init__(self, answers: queue.Queue):
         self.job = None
@@ -109,13 +110,13 @@ class _Worker:
                 remove_stale_partials(output["out_path"])
 
 
-def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
+def run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
     """Every job's row, from `workers` worker processes; `done()` after each volume. A worker
     that dies costs only its current volume (reported failed); a new one takes the rest."""
     waiting, answers, pool, rows = list(reversed(jobs)), queue.Queue(), [], []
     try:
         for _ in range(workers):
-            pool.append(_Worker(answers))
+            pool.append(ApiWorkerProcess(answers))
             pool[-1].send(waiting.pop())
         while any(worker.job is not None for worker in pool):
             worker, line = answers.get()
@@ -126,11 +127,12 @@ def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
                 if job is not None:
                     for output in job["outputs"]:
                         remove_stale_partials(output["out_path"])
-                        reason_line = f"{Path(job['in_path']).name}: {reason}"
-                        rows.append(failed_row(job, reason_line, output))
+                        reason_line = one_line(f"{Path(job['in_path']).name}: {reason}")
+                        rows.append(failed_row(job["in_path"], output["out_path"], reason_line,
+                                               output.get("grid", "")))
                     done()
                 if waiting:
-                    pool.append(worker := _Worker(answers))
+                    pool.append(worker := ApiWorkerProcess(answers))
             else:
                 rows += json.loads(line)
                 done()
@@ -142,7 +144,7 @@ def _run_in_workers(jobs: list[dict], workers: int, done) -> list[dict]:
     return rows
 
 
-def _worker_count(cores) -> int:
+def worker_count(cores) -> int:
     """`cores` checked (None: all CPUs); 0 or -1 must not quietly mean something else."""
     if cores is None:
         return os.cpu_count() or 1
@@ -151,7 +153,7 @@ def _worker_count(cores) -> int:
     return cores
 
 
-def _progress_bar(total: int, enabled):
+def progress_bar(total: int, enabled):
     from tqdm.auto import tqdm
 
     # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI, pipes).
@@ -256,9 +258,9 @@ def resampling_dataset(
         }
         for key, path in dataset["volumes"].items()
     ]
-    workers = min(_worker_count(cores), len(jobs))
-    with _progress_bar(len(jobs), progress) as bar:
-        results = _run_in_workers(jobs, workers, bar.update)
+    workers = min(worker_count(cores), len(jobs))
+    with progress_bar(len(jobs), progress) as bar:
+        results = run_in_workers(jobs, workers, bar.update)
     results.sort(key=lambda row: (row["input_path"], row["output_path"]))
     done = [row for row in results if row["status"] == "ok"]
     failures = [{**row, "log": ""} for row in results if row["status"] != "ok"]

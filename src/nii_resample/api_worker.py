@@ -16,27 +16,19 @@ import signal
 import sys
 from pathlib import Path
 
-
-def one_line(text) -> str:
-    return " ".join(str(text).split())
-
-
-def failed_row(job: dict, reason: str, output: dict | None = None) -> dict:
-    output = output or job
-    return {"input_path": job["in_path"], "output_path": output["out_path"], "status": "failed",
-            "reason": one_line(reason), "grid": output.get("grid", "")}
+from .errors import failure_reason
+from .records import failed_row
 
 
-def _reason(job: dict, error: Exception) -> str:
-    from .errors import VolumeError
+def failed_rows(job: dict, error: Exception, outputs: list[dict]) -> list[dict]:
+    """The failed manifest rows of `job`'s `outputs` (one per grid) after `error`."""
+    reason = failure_reason(Path(job["in_path"]).name, error)
+    return [failed_row(job["in_path"], output["out_path"], reason, output.get("grid", ""))
+            for output in outputs]
 
-    if isinstance(error, VolumeError):
-        return str(error)
-    return f"{Path(job['in_path']).name}: {type(error).__name__}: {error}"
 
-
-def _remove_output(path: str) -> None:
-    """As the workflow's job (jobs.py): a failed volume leaves no output behind."""
+def remove_output(path: str) -> None:
+    """Remove a failed volume's output (the API's and restore's workers leave none behind)."""
     try:
         Path(path).unlink(missing_ok=True)
     except OSError:
@@ -56,7 +48,7 @@ def run_job(job: dict) -> list[dict]:
     try:
         volume = read_volume(job["in_path"])
     except Exception as error:  # every failure must end as a one-line reason
-        return [failed_row(job, _reason(job, error), out) for out in job["outputs"]]
+        return failed_rows(job, error, job["outputs"])
     rows = []
     for output in job["outputs"]:
         try:
@@ -65,8 +57,8 @@ def run_job(job: dict) -> list[dict]:
             )
             rows.append({**row, "grid": output["grid"]})
         except Exception as error:  # every failure must end as a one-line reason
-            _remove_output(output["out_path"])
-            rows.append(failed_row(job, _reason(job, error), output))
+            remove_output(output["out_path"])
+            rows += failed_rows(job, error, [output])
     return rows
 
 

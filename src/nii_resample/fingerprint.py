@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
+from .formatting import numbers_text
 
 ANISOTROPY = 3.0  # nnU-Net's ANISO_THRESHOLD
 RESULT_FILE = "dataset.json"
@@ -125,8 +126,8 @@ def changed_spacings(output_path, fingerprints: dict) -> list[str]:
         old = next((g for g in before if g.get("grid") == fingerprint["grid"]
                     and g.get("rule") == fingerprint["rule"]), None)
         if old and old.get("spacing") != fingerprint["spacing"]:
-            new_text = ", ".join(f"{v:.6g}" for v in fingerprint["spacing"])
-            old_text = ", ".join(f"{v:.6g}" for v in old["spacing"])
+            new_text = numbers_text(fingerprint["spacing"], separator=", ")
+            old_text = numbers_text(old["spacing"], separator=", ")
             lines.append(
                 f"{fingerprint['rule']} spacing of {output_path} is now {new_text} mm "
                 f"({fingerprint['volumes']} volumes; {old_text} mm in {path}): every volume "

@@ -124,8 +124,6 @@ def changes_text(changes) -> str:
             parts.append(f"{axis}: kept")
         elif before >= 0 and after >= 0:
             parts.append(f"{axis}: cropped {before}+{after}")
-        elif before <= 0 and after <= 0:
+        else:  # crop_or_pad_grid splits a difference into two parts of its own sign
             parts.append(f"{axis}: padded {-before}+{-after}")
-        else:  # one voxel more to pad than to crop, or the reverse: cannot happen (floor)
-            parts.append(f"{axis}: {-before:+d}{-after:+d}")
     return "; ".join(parts)

@@ -17,13 +17,10 @@ import traceback
 from pathlib import Path
 
 from .command import build_parser, wants_voxel_size
-from .errors import VolumeError
+from .errors import VolumeError, failure_reason
+from .formatting import size_text
 from .records import write_failure, write_record
 from .volume import resample_volume
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def nonfinite_text(record: dict) -> str:
@@ -79,7 +76,7 @@ def run_resample_job(
         if options.get("reference"):
             grid = f"the grid of {options['reference']}"
         elif desired_volume is not None:
-            grid = f"{'x'.join(map(str, desired_volume))} voxels"
+            grid = f"{size_text(desired_volume)} voxels"
         else:
             grid = f"{','.join(map(str, options['desired_spacing']))} mm spacing"
         if options.get("case_reference"):
@@ -99,15 +96,14 @@ def run_resample_job(
                 **options,
             )
         except Exception as error:  # every failure must end as a one-line reason
+            reason = failure_reason(Path(named).name, error)
             if isinstance(error, VolumeError):
-                reason = _one_line(error)
                 decoded = f"{Path(in_path).name}:"
                 if source and reason.startswith(decoded):
                     reason = f"{Path(source).name}:{reason[len(decoded):]}"
             elif isinstance(error, OSError) and error.errno == errno.ENOSPC:
                 reason = f"{Path(named).name}: no space left on device to write {out_path}"
             else:
-                reason = _one_line(f"{Path(named).name}: {type(error).__name__}: {error}")
                 traceback.print_exc(file=log)
             # Remove only what this job made: never out_path, which may be the volume a
             # newer run just wrote (this job may be an orphan of a killed run).

@@ -16,14 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample_positions(n_in: int, n_out: int, step: float | None = None) -> np.ndarray:
-    """Input continuous indices sampled by the output grid (the field of view kept, or
-    `step` input voxels apart around the centre: engine.grid_origin)."""
-    from .engine import grid_positions
-
-    return grid_positions(n_in, n_out, False, step)
-
-
 def _linear_along(block: np.ndarray, axis: int, positions: np.ndarray) -> np.ndarray:
     """Linear interpolation of `block` along `axis` at `positions` (clamped at the edges)."""
     n = block.shape[axis]
@@ -816,7 +808,7 @@ def _stack_slabs(data: np.ndarray):
         yield stack[:, :, start : start + step]
 
 
-def _value_counts(data: np.ndarray, limit: int):
+def value_counts(data: np.ndarray, limit: int):
     """(values, counts) of integer-valued `data`, or None if it has more than `limit` values."""
     low, high = int(data.min()), int(data.max())
     if high - low < 1 << 24:
@@ -872,7 +864,7 @@ def _check_all_voxels(data: np.ndarray, limit: int) -> tuple[str | None, int]:
             reason = _not_whole_reason(slab)
             if reason:
                 return reason, 0
-    counted = _value_counts(data, limit)
+    counted = value_counts(data, limit)
     if counted is None:
         return f"content: more than {limit} distinct values (image)", 0
     return None, counted[0].size
@@ -894,7 +886,7 @@ def detect_label_map(header, data: np.ndarray) -> tuple[bool, str]:
         reason = _not_whole_reason(sample)
         if reason:
             return False, reason
-    counted = _value_counts(sample, MAX_LABELS)
+    counted = value_counts(sample, MAX_LABELS)
     if counted is None:
         return False, f"content: more than {MAX_LABELS} distinct values (image)"
     if counted[0].size == 2:

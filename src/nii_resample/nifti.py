@@ -17,6 +17,7 @@ from isal import igzip
 
 from .errors import VolumeError
 from .files import atomic_write
+from .formatting import numbers_text, size_text
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Largest NIfTI header (NIfTI-2); enough bytes to parse any header.
@@ -108,10 +109,6 @@ def read_header(path: str | os.PathLike) -> nib.Nifti1Header:
     return header_class(raw[: header_class.template_dtype.itemsize], check=False)
 
 
-def _shape_text(shape) -> str:
-    return "x".join(str(int(n)) for n in shape)
-
-
 def check_pixel_type(path: Path, dtype: np.dtype) -> None:
     if dtype.kind not in SUPPORTED_KINDS or dtype.fields is not None:
         raise VolumeError(
@@ -124,16 +121,16 @@ def check_dimensions(path: Path, shape: tuple[int, ...]) -> None:
     """Accept 3-D volumes and 4-D series (trailing singleton axes allowed); refuse the rest."""
     if len(shape) < 3:
         raise VolumeError(
-            f"{path.name}: {len(shape)}-D image ({_shape_text(shape)}); "
+            f"{path.name}: {len(shape)}-D image ({size_text(shape)}); "
             "only 3-D volumes and 4-D series can be resampled"
         )
     if any(n != 1 for n in shape[4:]):
         raise VolumeError(
-            f"{path.name}: {len(shape)}-D image ({_shape_text(shape)}); "
+            f"{path.name}: {len(shape)}-D image ({size_text(shape)}); "
             "only 3-D volumes and 4-D series can be resampled"
         )
     if min(shape) < 1:
-        raise VolumeError(f"{path.name}: empty image ({_shape_text(shape)})")
+        raise VolumeError(f"{path.name}: empty image ({size_text(shape)})")
 
 
 def transform_shear(path: Path, affine: np.ndarray, name: str = "affine") -> float:
@@ -177,9 +174,10 @@ def _qform(path: Path, header) -> np.ndarray:
         raise VolumeError(f"{path.name}: invalid qform ({error})") from None
 
 
-def _corner_distance(first: np.ndarray, second: np.ndarray, shape) -> float:
-    """Largest distance (mm) between the positions two transforms give the FOV corners."""
-    corners = np.array(
+def fov_corners(shape) -> np.ndarray:
+    """8 x 4: the outer corners of a grid of `shape` voxels (the field of view's: half a
+    voxel beyond the first and last voxel centres), as homogeneous voxel indices."""
+    return np.array(
         [
             [i, j, k, 1.0]
             for i in (-0.5, shape[0] - 0.5)
@@ -187,11 +185,12 @@ def _corner_distance(first: np.ndarray, second: np.ndarray, shape) -> float:
             for k in (-0.5, shape[2] - 0.5)
         ]
     )
+
+
+def _corner_distance(first: np.ndarray, second: np.ndarray, shape) -> float:
+    """Largest distance (mm) between the positions two transforms give the FOV corners."""
+    corners = fov_corners(shape)
     return float(np.max(np.linalg.norm((corners @ (first - second).T)[:, :3], axis=1)))
-
-
-def _vector(values) -> str:
-    return ",".join(f"{float(v):g}" for v in values)
 
 
 def check_unrepaired_fields(path: Path, raw: bytes, header_class) -> None:
@@ -210,13 +209,13 @@ def check_unrepaired_fields(path: Path, raw: bytes, header_class) -> None:
     qform_code, sform_code = int(unrepaired["qform_code"]), int(unrepaired["sform_code"])
     if np.any(zooms < 0) and qform_code > 0:
         raise VolumeError(
-            f"{path.name}: negative voxel spacing in pixdim[1:4] = {_vector(zooms)}; readers "
-            "disagree on it (nibabel takes its absolute value, ITK flips the axis)"
+            f"{path.name}: negative voxel spacing in pixdim[1:4] = {numbers_text(zooms)}; "
+            "readers disagree on it (nibabel takes its absolute value, ITK flips the axis)"
         )
     user = "the qform" if qform_code > 0 else "the header (no orientation codes)"
     if np.any(zooms == 0) and (qform_code > 0 or sform_code == 0):
         raise VolumeError(
-            f"{path.name}: zero voxel spacing in pixdim[1:4] = {_vector(zooms)}, used by "
+            f"{path.name}: zero voxel spacing in pixdim[1:4] = {numbers_text(zooms)}, used by "
             f"{user}; readers would invent 1 mm"
         )
 
@@ -229,7 +228,7 @@ def header_geometry(path: Path, header, shape) -> str:
         zooms = np.asarray(header["pixdim"][1:4], dtype=np.float64)
         if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
             raise VolumeError(
-                f"{path.name}: no orientation codes and pixdim[1:4] = {_vector(zooms)} "
+                f"{path.name}: no orientation codes and pixdim[1:4] = {numbers_text(zooms)} "
                 "is not a positive voxel spacing"
             )
         return "no orientation codes: pixdim only"

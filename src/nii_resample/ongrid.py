@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VolumeError
-from .nifti import checked_header
+from .nifti import checked_header, fov_corners
 
 # Voxel-index maps closer than this to the identity's shape are float noise (a header
 # written by another tool): the antialiasing prefilter then stays off.
@@ -93,18 +93,11 @@ def index_map(volume_affine: np.ndarray, grid_affine: np.ndarray) -> np.ndarray:
     return np.linalg.solve(np.asarray(volume_affine, np.float64), np.asarray(grid_affine, np.float64))
 
 
-def _corners(shape) -> np.ndarray:
-    return np.array(
-        [[i, j, k, 1.0] for i in (-0.5, shape[0] - 0.5) for j in (-0.5, shape[1] - 0.5)
-         for k in (-0.5, shape[2] - 0.5)]
-    )
-
-
 def grid_offset_mm(affine, shape, other_affine, other_shape) -> float:
     """How far apart two grids are: the largest distance (mm) between corresponding corners
     of their fields of view (0 for the same grid; float noise shows as ~1e-5)."""
-    ours = _corners(shape) @ np.asarray(affine, np.float64).T
-    theirs = _corners(other_shape) @ np.asarray(other_affine, np.float64).T
+    ours = fov_corners(shape) @ np.asarray(affine, np.float64).T
+    theirs = fov_corners(other_shape) @ np.asarray(other_affine, np.float64).T
     return float(np.max(np.linalg.norm((ours - theirs)[:, :3], axis=1)))
 
 
@@ -112,7 +105,7 @@ def check_overlap(path: Path, shape, mapping: np.ndarray, grid: FixedGrid) -> No
     """Refuse an input none of whose field of view lies inside the target grid's."""
     # The input's field of view in output voxel indices: its corners' bounding box.
     inverse = np.linalg.inv(mapping)
-    corners = _corners(shape) @ inverse.T
+    corners = fov_corners(shape) @ inverse.T
     low, high = corners[:, :3].min(axis=0), corners[:, :3].max(axis=0)
     if np.any(high <= -0.5) or np.any(low >= np.asarray(grid.shape) - 0.5):
         raise VolumeError(

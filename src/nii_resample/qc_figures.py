@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .files import atomic_write_bytes, modified_ns
+from .formatting import decimals_text, number_text, numbers_text, size_text
+from .records import read_rows, read_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +45,7 @@ MAX_LEGEND_LABELS = 16
 # The overview's table lists at most this many volumes (manifest.tsv has them all).
 MAX_TABLE_ROWS = 40
 DPI = 100
+TIMES = " \u00d7 "  # between the numbers of a size or spacing in the pictures
 
 
 # --------------------------------------------------------------------------- loading
@@ -74,10 +77,10 @@ class _Oriented:
         self.high = corner + np.asarray(self.shape) * self.spacing
 
     def size_text(self) -> str:
-        return " \u00d7 ".join(str(n) for n in self.file_shape[:3])
+        return size_text(self.file_shape[:3], TIMES)
 
     def spacing_text(self) -> str:
-        return " \u00d7 ".join(f"{s:.3g}" for s in self.file_spacing) + " mm"
+        return numbers_text(self.file_spacing, 3, TIMES) + " mm"
 
 
 def _middle_indices(reference: _Oriented, other: _Oriented) -> tuple[list[int], list[int]]:
@@ -349,8 +352,6 @@ def draw_qc_figure(
 
 def report_labels(prefix: str, record_path) -> dict:
     """Labels of a volume's picture in the Snakemake report: its name and kind (its record's)."""
-    from .records import read_rows
-
     rows = read_rows(record_path) if Path(record_path).exists() else []
     kind = rows[0].get("kind", "") if rows else ""
     return {"volume": prefix, "kind": (kind or "image").replace("_", " ")}
@@ -387,10 +388,10 @@ def outdated_report_inputs(volumes, manifest_path, dataset_outputs, desired_volu
 def _other_grid(manifest_path, desired_volume) -> list[str]:
     """A manifest whose volumes were resampled to another grid than the configured one
     (desired_volume changed since the last run): the pictures show that other grid."""
-    wanted = "x".join(str(n) for n in desired_volume)
+    wanted = size_text(desired_volume)
     sizes = [
         "x".join(str(row.get("new_size", "")).split("x")[:3])
-        for row in _read_manifest(manifest_path).to_dict("records")
+        for row in _read_manifest(manifest_path)
     ]
     other = sorted({size for size in sizes if size != wanted})
     if not other:
@@ -409,13 +410,9 @@ def _save(fig, png_path) -> Path:
 # --------------------------------------------------------------------------- dataset
 
 
-def _read_manifest(manifest_path):
-    import pandas as pd
-
-    manifest = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
-    if "status" in manifest:
-        manifest = manifest[manifest["status"].isin(["ok", ""])]
-    return manifest.reset_index(drop=True)
+def _read_manifest(manifest_path) -> list[dict]:
+    """The manifest's rows of resampled volumes (status ok; all, in a manifest without it)."""
+    return [row for row in read_rows(manifest_path) if row.get("status", "") in ("ok", "")]
 
 
 def _numbers(text: str, separator: str) -> list[float]:
@@ -423,7 +420,7 @@ def _numbers(text: str, separator: str) -> list[float]:
 
 
 def _vector(values, digits=3) -> str:
-    return " \u00d7 ".join(f"{v:.{digits}g}" for v in values)
+    return numbers_text(values, digits, TIMES)
 
 
 def overview_figure(manifest_path, png_path) -> Path:
@@ -435,9 +432,8 @@ def overview_figure(manifest_path, png_path) -> Path:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    manifest = _read_manifest(manifest_path)
     rows = []
-    for _, row in manifest.iterrows():
+    for row in _read_manifest(manifest_path):
         size_before = _numbers(row["original_size"], "x")[:3]
         size_after = _numbers(row["new_size"], "x")[:3]
         spacing_before = _numbers(row["original_spacing"], ",")
@@ -576,27 +572,21 @@ _VECTOR_COLUMNS = ("original_spacing", "new_spacing", "original_origin", "new_or
 _NUMBER_COLUMNS = ("min_before", "max_before", "min_after", "max_after")
 
 
-def _rounded(text: str, digits: int) -> str:
-    try:
-        return ", ".join(f"{float(v):.{digits}f}".rstrip("0").rstrip(".") for v in text.split(","))
-    except ValueError:
-        return text
-
-
 def manifest_table(manifest_path, html_path) -> Path:
     """Write the manifest as a self-contained HTML table (numbers rounded for reading; the
     exact TSV is embedded as a download link)."""
     import pandas as pd
 
     raw = Path(manifest_path).read_bytes()
-    manifest = pd.read_csv(io.BytesIO(raw), sep="\t", dtype=str, keep_default_na=False)
+    columns, rows = read_table(manifest_path)
+    manifest = pd.DataFrame(rows, columns=columns, dtype=str)
     for column in _VECTOR_COLUMNS:
         if column in manifest:
-            manifest[column] = manifest[column].map(lambda text: _rounded(text, 4))
+            manifest[column] = manifest[column].map(lambda text: decimals_text(text, 4))
     for column in _NUMBER_COLUMNS:
         if column in manifest:
             manifest[column] = manifest[column].map(
-                lambda text: f"{float(text):.6g}" if text.strip() else text
+                lambda text: number_text(text) if text.strip() else text
             )
     link = "data:text/tab-separated-values;base64," + base64.b64encode(raw).decode("ascii")
     page = (

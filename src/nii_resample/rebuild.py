@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordNotRebuilt, VolumeError
-from .nifti import read_volume
+from .formatting import size_text
+from .nifti import fov_corners, read_volume
 from .orientation import reorient_volume
 
 REBUILT_REASON = "record rebuilt from the files"
@@ -23,10 +24,10 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
     `options` are the volume's job options (settings.job_options). `seconds` is left empty
     and `reason` says the record was rebuilt. Raises RecordNotRebuilt naming the problem.
     """
-    from .grids import changes_text, own_grid, size_ratios
-    from .ongrid import index_map, step_ratios
+    from .grids import changes_text, own_grid
     from .volume import (
         decide_kind,
+        downsamples,
         fixed_grid,
         geometry_columns,
         grid_columns,
@@ -47,14 +48,8 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
                           options.get("orientation", "keep"))
     except VolumeError as error:
         raise RecordNotRebuilt(str(error)) from None
-    own = None
-    if grid is None:
-        own = own_grid(source.spatial_shape, source.affine, spec)
-        size, expected = own.shape, own.affine
-        shrinks = any(size_ratios(source.spatial_shape, own.inner_shape, own.steps) > 1.0)
-    else:
-        size, expected = grid.shape, grid.affine
-        shrinks = any(r > 1 for r in step_ratios(index_map(source.affine, grid.affine)))
+    own = own_grid(source.spatial_shape, source.affine, spec) if grid is None else None
+    size, expected = (own.shape, own.affine) if grid is None else (grid.shape, grid.affine)
     check_is_resample_of(source, target, size, expected)
     # The job's options say "kind" (auto: decided from the header and voxels, as the job did).
     label_map, kind_reason = decide_kind(
@@ -73,12 +68,12 @@ def rebuild_record(in_path, out_path, options: dict) -> dict:
         "kind_reason": kind_reason,
         "engine": options["engine"],
         "interpolation": options["label_interpolation"] if label_map else options["interpolation"],
-        "antialias": antialias and not label_map and shrinks,
+        "antialias": antialias and not label_map and downsamples(source, own, grid),
         **grid_columns(source, grid),
         "orientation": orientation,
         "crop_or_pad": changes_text(own.changes) if own is not None else "",
         **geometry_columns(source, target.data.shape, expected),
-        **range_columns(target, (low, high), (new_low, new_high)),
+        **range_columns(target.intensity_scaling, (low, high), (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,
         "seconds": "",
@@ -90,20 +85,16 @@ def check_is_resample_of(source, target, desired_volume, expected) -> None:
     """The output must be the input on the target grid (`expected`: its affine): same field
     of view (each corner to 1e-6 of the coordinates' size: NIfTI stores float32), size,
     pixel type and extra axes."""
-    name = f"{target.path.name} is not {source.path.name} resampled to {_size(desired_volume)}"
+    name = (f"{target.path.name} is not {source.path.name} resampled to "
+            f"{size_text(desired_volume)}")
     if tuple(target.spatial_shape) != tuple(int(n) for n in desired_volume):
-        raise RecordNotRebuilt(f"{name}: it has {_size(target.data.shape)} voxels")
+        raise RecordNotRebuilt(f"{name}: it has {size_text(target.data.shape)} voxels")
     if target.data.dtype != source.data.dtype or target.data.shape[3:] != source.data.shape[3:]:
         raise RecordNotRebuilt(f"{name}: its pixel type or 4th axis differ")
-    corners = np.array([[i, j, k, 1.0] for i in (-0.5, desired_volume[0] - 0.5)
-                        for j in (-0.5, desired_volume[1] - 0.5)
-                        for k in (-0.5, desired_volume[2] - 0.5)])
+    corners = fov_corners(desired_volume)
     wanted, found = corners @ expected.T, corners @ np.asarray(target.affine, float).T
     scale = max(1.0, float(np.abs(wanted).max()))
     distance = float(np.abs(wanted - found).max())
     if distance > 1e-6 * scale:
         raise RecordNotRebuilt(f"{name}: its field of view is {distance:.3g} mm away")
 
-
-def _size(shape) -> str:
-    return "x".join(str(int(n)) for n in shape)

@@ -68,9 +68,18 @@ def write_failure(path: str | os.PathLike, failure: dict) -> None:
     atomic_write_bytes(path, tsv_bytes(FAILURE_COLUMNS, [failure]))
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
+def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a TSV written by `tsv_bytes`: a record, a failure record, a
+    manifest. The one reader of these files; every value a string ("" when empty)."""
     with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+        reader = csv.DictReader(handle, delimiter="\t")
+        rows = list(reader)
+        return list(reader.fieldnames or ()), rows
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a TSV written by `tsv_bytes` (read_table)."""
+    return read_table(path)[1]
 
 
 def _failed_step_log(job: dict) -> str:
@@ -121,14 +130,14 @@ def write_failures_report(path: str | os.PathLike, failures: list[dict]) -> None
         path.unlink(missing_ok=True)
 
 
-def failed_row(failure: dict) -> dict:
-    """A manifest row for a volume that failed: its paths and one-line reason."""
-    return {
-        "input_path": failure["input_path"],
-        "output_path": failure["output_path"],
-        "status": "failed",
-        "reason": failure["reason"],
-    }
+def failed_row(input_path, output_path, reason: str, grid=None) -> dict:
+    """A manifest row for a volume that failed: its paths, its one-line reason and, when
+    given, its grid (the workflow's and the Python API's manifests)."""
+    row = {"input_path": input_path, "output_path": output_path, "status": "failed",
+           "reason": reason}
+    if grid is not None:
+        row["grid"] = grid
+    return row
 
 
 def manifest_rows(jobs: list[dict], failures=()) -> tuple[list[dict], list[str]]:
@@ -143,7 +152,9 @@ def manifest_rows(jobs: list[dict], failures=()) -> tuple[list[dict], list[str]]
         # The grid comes from the plan: a job's record does not know the grid's name.
         grid = {"grid": job["grid"]} if "grid" in job else {}
         if job["output_path"] in failed:
-            rows.append({**failed_row(failed[job["output_path"]]), **grid})
+            failure = failed[job["output_path"]]
+            row = failed_row(failure["input_path"], failure["output_path"], failure["reason"])
+            rows.append({**row, **grid})
             continue
         record = read_rows(job["record_path"]) if Path(job["record_path"]).is_file() else []
         if not record:  # deleted (or emptied) by hand: each job writes it before its volume

@@ -20,6 +20,7 @@ import numpy as np
 
 from .api import ResamplingFailed
 from .errors import VolumeError
+from .formatting import numbers_text, seconds_since, size_text
 
 # The restore manifest's columns (README.md, "Back to the original grid").
 RESTORE_COLUMNS = (
@@ -148,11 +149,11 @@ def prediction_kind(prediction) -> tuple[bool, str]:
     """(label map?, why) for a prediction of unknown kind: a label intent, or integers with at
     most MAX_LABELS values (networks write segmentations as integers, images as floats),
     else by content (labels.detect_label_map: whole-number floats in uniform regions)."""
-    from .labels import MAX_LABELS, _value_counts, detect_label_map
+    from .labels import MAX_LABELS, detect_label_map, value_counts
 
     data = prediction.data
     if data.dtype.kind in "iu" and int(prediction.header["intent_code"]) == 0:
-        counted = _value_counts(data, MAX_LABELS)
+        counted = value_counts(data, MAX_LABELS)
         if counted is not None:
             return True, f"integers, {counted[0].size} distinct values"
         return False, f"integers, more than {MAX_LABELS} distinct values (image)"
@@ -211,7 +212,7 @@ def restore_volume(
     from .nifti import itk_geometry, read_volume, write_volume
     from .ongrid import check_overlap, index_map, reference_grid, sample_image
     from .options import DEFAULTS
-    from .volume import resample_frame_onto, value_summary
+    from .volume import range_columns, resample_frame_onto, value_summary
 
     started = time.perf_counter()
     prediction_path, out_path = Path(prediction_path), Path(out_path)
@@ -262,17 +263,19 @@ def restore_volume(
         "kind": "label_map" if label_map else "image",
         "kind_reason": kind_reason,
         "pixel_type": str(np.dtype(dtype)),
-        "prediction_size": "x".join(str(n) for n in prediction.data.shape),
-        "prediction_spacing": ",".join(f"{s:.6g}" for s in old["spacing"]),
-        "restored_size": "x".join(str(n) for n in restored.shape),
-        "restored_spacing": ",".join(f"{s:.6g}" for s in new["spacing"]),
+        "prediction_size": size_text(prediction.data.shape),
+        "prediction_spacing": numbers_text(old["spacing"]),
+        "restored_size": size_text(restored.shape),
+        "restored_spacing": numbers_text(new["spacing"]),
         "outside_voxels": int(inside.size - np.count_nonzero(inside)),
-        **_physical_range(prediction, label_map, (low, high), (new_low, new_high)),
+        # Label values are exact labels (their scaling applied by _label_frames).
+        **range_columns((1.0, 0.0) if label_map else prediction.intensity_scaling,
+                        (low, high), (new_low, new_high)),
     }
     header = restored_header(grid.geometry, dtype, prediction, label_map)
     level = DEFAULTS["compression_level"] if compression_level is None else compression_level
     write_volume(out_path, header, restored, grid.affine, level, geometry=grid.geometry)
-    row["seconds"] = round(time.perf_counter() - started, 3)
+    row["seconds"] = seconds_since(started)
     return row
 
 
@@ -283,29 +286,20 @@ def _with_data(prediction, data):
     return replace(prediction, data=data)
 
 
-def _physical_range(prediction, label_map: bool, before, after) -> dict:
-    slope, inter = (1.0, 0.0) if label_map else prediction.intensity_scaling
-    return {
-        "min_before": float(before[0]) * slope + inter,
-        "max_before": float(before[1]) * slope + inter,
-        "min_after": float(after[0]) * slope + inter,
-        "max_after": float(after[1]) * slope + inter,
-    }
-
-
 def run_restore_job(job: dict) -> list[dict]:
     """A worker's restore job ({"task": "restore", "in_path": prediction, "input": original,
     "outputs": [{"out_path", "options"}]}): its row, or a failed row with a one-line reason."""
-    from .api_worker import _reason, _remove_output, one_line
+    from .api_worker import remove_output
+    from .errors import failure_reason
 
     [output] = job["outputs"]
     try:
         row = restore_volume(job["in_path"], job["input"], output["out_path"],
                              **output["options"])
     except Exception as error:  # every failure must end as a one-line reason
-        _remove_output(output["out_path"])
+        remove_output(output["out_path"])
         row = failed_restore(job["in_path"], job["input"], output["out_path"],
-                             one_line(_reason(job, error)))
+                             failure_reason(Path(job["in_path"]).name, error))
     return [row]
 
 
@@ -396,11 +390,11 @@ def restore_dataset(predictions, output, manifest, *, label_maps=(), cores: int 
     prediction order. Raises FileNotFoundError for a missing folder or manifest or no
     predictions, ValueError for bad arguments, and ResamplingFailed (RestoreFailed) after
     all the others are written if some cannot be matched or restored."""
-    from .api import _progress_bar, _run_in_workers, _worker_count
+    from .api import progress_bar, run_in_workers, worker_count
 
     predictions, output, manifest = Path(predictions), Path(output), Path(manifest)
     label_maps = check_patterns(label_maps)
-    workers = _worker_count(cores)
+    workers = worker_count(cores)
     if not predictions.is_dir():
         raise FileNotFoundError(f"{predictions}: no such folder of predictions")
     if not manifest.is_file():
@@ -416,12 +410,12 @@ def restore_dataset(predictions, output, manifest, *, label_maps=(), cores: int 
         threads = max(1, (cores or os.cpu_count() or 1) // workers)
         for job in jobs:
             job["outputs"][0]["options"]["threads"] = threads
-        with _progress_bar(len(jobs), progress) as bar:
+        with progress_bar(len(jobs), progress) as bar:
             bar.set_description("Restoring")
-            answers = _run_in_workers(jobs, workers, bar.update)
+            answers = run_in_workers(jobs, workers, bar.update)
         by_prediction = {job["in_path"]: job for job in jobs}
         for row in answers:
-            if "prediction" not in row:  # its worker died: api.failed_row's columns
+            if "prediction" not in row:  # its worker died: a manifest's failed row
                 job = by_prediction[row["input_path"]]
                 row = failed_restore(job["in_path"], job["input"], row["output_path"],
                                      row["reason"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from .formatting import numbers_text
+from .records import read_rows
 
 
 def print_summary(config: dict, manifest_path, n_volumes: int, grids=None) -> None:
@@ -16,10 +18,7 @@ def print_summary(config: dict, manifest_path, n_volumes: int, grids=None) -> No
         target = f"  target shape (X,Y,Z) : {grids[0]['label']}"
     else:
         target = f"  target grid(s)       : {', '.join(grid['label'] for grid in grids)}"
-    rows = []
-    if Path(manifest_path).exists():
-        with open(manifest_path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
+    rows = read_rows(manifest_path) if Path(manifest_path).exists() else []
     lines = [
         "",
         "Resampling summary",
@@ -52,7 +51,7 @@ def _on_grid(row: dict, grids) -> str:
 
 def _rounded(vector_text: str) -> str:
     """A comma-separated vector with 4 significant digits, for reading."""
-    return " x ".join(f"{float(value):.4g}" for value in vector_text.split(","))
+    return numbers_text(vector_text.split(","), 4, " x ")
 
 
 def print_failures(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .antialias import antialias_sigmas, gaussian_blur
+from .antialias import antialias_sigmas, gaussian_blur, shrinks
 from .engine import grid_origin
 from .grids import changes_text, own_grid, size_ratios
 from .errors import VolumeError
+from .formatting import exact_text, number_text, seconds_since, size_text
 from .labels import detect_label_map, resample_label_map
 from .settings import ENGINES, INTERPOLATIONS, KINDS, LABEL_INTERPOLATIONS, parse_choice
 from .files import remove_stale_partials
@@ -27,15 +28,6 @@ from .ongrid import (
     step_ratios,
 )
 from .orientation import parse_orientation, reorient_volume
-
-
-
-def _vector_text(values) -> str:
-    return ",".join(repr(float(v)) if not float(v).is_integer() else str(float(v)) for v in values)
-
-
-def _size_text(values) -> str:
-    return "x".join(str(int(v)) for v in values)
 
 
 def resample_with_itk(
@@ -265,11 +257,22 @@ def fixed_grid(in_path: Path, spec: dict, reference, case_reference,
         return reference_grid(reference)
     if case_reference is None or Path(case_reference).resolve() == in_path.resolve():
         return None
-    grid = spec
     try:
-        return case_grid(case_reference, grid, orientation)
+        return case_grid(case_reference, spec, orientation)
     except VolumeError as error:
         raise VolumeError(f"{in_path.name}: its case image {error}") from None
+
+
+def downsamples(volume: Volume, own, grid) -> bool:
+    """Whether some axis of `volume` shrinks onto its output grid (`own`, grids.own_grid,
+    when `grid` is None, else the fixed `grid`): the input voxels per output voxel that
+    its anti-aliasing blur takes (volume.resample_frame, ongrid.resample_image_onto).
+    The manifest's `antialias` column, in the job's record and in a rebuilt one."""
+    if grid is None:
+        ratios = size_ratios(volume.spatial_shape, own.inner_shape, own.steps)
+    else:
+        ratios = step_ratios(index_map(volume.affine, grid.affine))
+    return shrinks(ratios)
 
 
 def grid_columns(volume: Volume, grid) -> dict:
@@ -281,7 +284,7 @@ def grid_columns(volume: Volume, grid) -> dict:
     else:
         other = (grid.affine, grid.shape)
     offset = grid_offset_mm(volume.affine, volume.spatial_shape, *other)
-    return {"target_grid": grid.source, "grid_offset_mm": float(f"{offset:.6g}")}
+    return {"target_grid": grid.source, "grid_offset_mm": float(number_text(offset))}
 
 
 def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
@@ -291,20 +294,21 @@ def geometry_columns(volume: Volume, new_shape, new_affine) -> dict:
     old, new = itk_geometry(volume.affine), itk_geometry(new_affine)
     return {
         "pixel_type": str(volume.data.dtype),
-        "original_size": _size_text(volume.data.shape),
-        "original_spacing": _vector_text(old["spacing"]),
-        "original_origin": _vector_text(old["origin"]),
-        "direction": _vector_text(old["direction"].ravel()),
+        "original_size": size_text(volume.data.shape),
+        "original_spacing": exact_text(old["spacing"]),
+        "original_origin": exact_text(old["origin"]),
+        "direction": exact_text(old["direction"].ravel()),
         "header_geometry": volume.header_geometry,
-        "new_size": _size_text(new_shape),
-        "new_spacing": _vector_text(new["spacing"]),
-        "new_origin": _vector_text(new["origin"]),
+        "new_size": size_text(new_shape),
+        "new_spacing": exact_text(new["spacing"]),
+        "new_origin": exact_text(new["origin"]),
     }
 
 
-def range_columns(volume: Volume, before, after) -> dict:
-    """min/max before and after as physical values (the input's scaling applied)."""
-    slope, inter = volume.intensity_scaling
+def range_columns(scaling, before, after) -> dict:
+    """min/max before and after as physical values: stored values with `scaling` (slope,
+    intercept: the input's) applied (the manifest's and the restore manifest's columns)."""
+    slope, inter = scaling
     return {
         "min_before": float(before[0]) * slope + inter,
         "max_before": float(before[1]) * slope + inter,
@@ -397,7 +401,7 @@ def resample_volume(
         own = own_grid(volume.spatial_shape, volume.affine, spec)
         desired_volume, options["steps"] = own.inner_shape, own.steps
     else:
-        mapping = index_map(volume.affine, grid.affine)
+        own, mapping = None, index_map(volume.affine, grid.affine)
         check_overlap(in_path, volume.spatial_shape, mapping, grid)
         desired_volume, options["steps"] = grid.shape, None
     label_map, kind_reason = decide_kind(volume, kind, kind_reason)
@@ -407,9 +411,8 @@ def resample_volume(
     options["label_why"] = f"has {kind_reason}" if intent else "matched label_maps"
     frames = volume.data.reshape(volume.spatial_shape + (-1,), order="F")
     if grid is None and own.kept is not None:  # cropped or padded: padding first
-        resampled = np.full(own.shape + (frames.shape[3],), 0, volume.data.dtype, order="F")
-        if not label_map:
-            resampled[...] = padding(volume, stored_low, pad_value)
+        fill = 0 if label_map else padding(volume, stored_low, pad_value)
+        resampled = np.full(own.shape + (frames.shape[3],), fill, volume.data.dtype, order="F")
         box = own.kept + (slice(None),)
     else:
         resampled = np.empty(desired_volume + (frames.shape[3],), volume.data.dtype, order="F")
@@ -431,13 +434,8 @@ def resample_volume(
     # Keep the axes beyond the third (time, or a trailing singleton) as the input had them.
     out_shape = own.shape if grid is None else grid.shape
     resampled = resampled.reshape(tuple(out_shape) + volume.data.shape[3:], order="F")
-    if grid is None:
-        new_affine = own.affine
-        ratios = size_ratios(volume.spatial_shape, desired_volume, options["steps"])
-    else:
-        new_affine, ratios = grid.affine, np.asarray(step_ratios(mapping))
+    new_affine = own.affine if grid is None else grid.affine
     new_low, new_high, nonfinite_out, _ = value_summary(resampled)
-    downsampling = bool(np.any(ratios > 1.0))
     row = {
         "input_path": str(in_path),
         "output_path": str(out_path),
@@ -447,19 +445,20 @@ def resample_volume(
         "kind_reason": kind_reason,
         "engine": engine,
         "interpolation": label_interpolation if label_map else interpolation,
-        "antialias": options["antialias"] and not label_map and downsampling,
+        "antialias": options["antialias"] and not label_map and downsamples(volume, own, grid),
         **grid_columns(volume, grid),
         "crop_or_pad": changes_text(own.changes) if grid is None else "",
         "orientation": orientation_text,
         **geometry_columns(volume, resampled.shape, new_affine),
-        **range_columns(volume, (stored_low, stored_high), (new_low, new_high)),
+        **range_columns(volume.intensity_scaling, (stored_low, stored_high),
+                        (new_low, new_high)),
         "nonfinite_in": nonfinite_in,
         "nonfinite_out": nonfinite_out,
         "seconds": None,  # at the end of the write, below
     }
 
     def finish_row():
-        row["seconds"] = round(time.perf_counter() - started, 3)
+        row["seconds"] = seconds_since(started)
         if before_commit is not None:
             before_commit(row)
 

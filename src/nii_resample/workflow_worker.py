@@ -133,8 +133,10 @@ def received(conn: socket.socket) -> bool:
         return False
 
 
-class Worker:
-    """The accept / fork / reap loop (single-threaded: forking a threaded process is unsafe)."""
+class ResidentWorker:
+    """The workflow run's resident worker: its accept / fork / reap loop (single-threaded:
+    forking a threaded process is unsafe). (The Python API's workers are another kind:
+    api.ApiWorkerProcess.)"""
 
     def __init__(self, path: str, owner: str):
         self.path, self.owner = path, owner
@@ -262,7 +264,7 @@ def serve(path: str, ready_fd: int) -> int:
         # One worker per socket: one of this run that is ending is waited for.
         fcntl.flock(lock, fcntl.LOCK_EX)
         preload()
-        worker = Worker(path, owner)
+        worker = ResidentWorker(path, owner)
         os.close(ready_fd)
         try:
             # Read once listening: a dismissal that came before finds no socket to remove.
