@@ -13,7 +13,8 @@ import SimpleITK as sitk
 
 from support import affine_from, rotation, run_snakemake, smooth_volume, write_nifti
 from nii_resample.api import resampling_dataset
-from nii_resample.cases import find_cases, parse_cases
+from nii_resample.cases import find_cases
+from nii_resample.settings import normalise_config
 from nii_resample.errors import ConfigError
 from nii_resample.volume import resample_volume
 
@@ -104,10 +105,13 @@ def test_cases_are_found_in_the_usual_layouts():
 
 @pytest.mark.parametrize("value", [["img/{case}.nii.gz"], "sometimes", ["a.nii.gz", "b.nii.gz"],
                                    True, 3])
-def test_bad_cases_settings_are_one_sentence(value):
+def test_bad_cases_settings_are_one_sentence(value, tmp_path):
+    base = {"nii_folder": str(tmp_path), "output_path": str(tmp_path / "out"),
+            "desired_volume": [2, 2, 2]}
     with pytest.raises(ConfigError, match="^cases must be auto, off or a list"):
-        parse_cases(value)
-    assert parse_cases(False) == "off" and parse_cases(["auto"]) == "auto"
+        normalise_config({**base, "cases": value})
+    assert normalise_config({**base, "cases": False})["cases"] == "off"
+    assert normalise_config({**base, "cases": ["auto"]})["cases"] == "auto"
 
 
 def test_nnunet_case_members_share_the_image_grid_bit_for_bit(tmp_path):

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import re
 
-from .errors import ConfigError
-
 NNUNET_FOLDERS = {"imagesTr": "labelsTr", "imagesTs": "labelsTs"}
 NNUNET_CHANNEL = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 SAME_FOLDER_SUFFIXES = ("_seg", "_mask", "_label", "_labels")
@@ -27,32 +25,6 @@ BIDS_ANATOMICAL = ("T1w", "T2w", "FLAIR", "T2starw", "PDw", "PD", "T1map", "T2ma
                    "angio", "inplaneT1", "inplaneT2")
 # Entities that tell derivatives of one image apart, not images.
 BIDS_DERIVATIVE_ENTITIES = ("label", "desc")
-
-
-def parse_cases(value):
-    """`auto`, `off` or a list of at least two patterns, each with one {case}."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:  # the command line's one word
-        value = value[0]
-    if isinstance(value, str) and value.strip() in ("auto", "off"):
-        return value.strip()
-    if isinstance(value, bool):  # YAML's `off` unquoted is false
-        if value is False:
-            return "off"
-        raise ConfigError("cases must be auto, off or a list of patterns with {case}, got true")
-    if isinstance(value, str):
-        value = [item for item in re.split(r"[,\s\[\]]+", value) if item]
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) < 2
-        or not all(isinstance(p, str) and p.count("{case}") == 1 for p in value)
-    ):
-        raise ConfigError(
-            "cases must be auto, off or a list of two or more file patterns (the case's "
-            f"image first), each with one {{case}}, got {value!r}"
-        )
-    if len(value) == 2 and value[0] in ("auto", "off"):
-        raise ConfigError(f"cases: {value[0]} takes no patterns")
-    return list(value)
 
 
 def _split(key: str) -> tuple[str, str]:

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
+from .formatting import numbers_text, size_text
 from .options import DEFAULTS, PROPERTIES, SCHEMA, choices
 from .orientation import KEEP, parse_orientation
 
-SAVING_MODES = choices("saving_mode")
 ENGINES = choices("engine")
 INTERPOLATIONS = choices("interpolation")
 LABEL_INTERPOLATIONS = choices("label_interpolation")
@@ -472,10 +472,6 @@ def normalise_datasets(top: dict, entries) -> dict[str, dict]:
     return datasets
 
 
-def _number_text(value) -> str:
-    return f"{float(value):g}"
-
-
 def resolve_grids(config: dict) -> list[dict]:
     """The grids of one dataset (a checked config), with where each is written: grids wins
     over desired_spacing, which wins over desired_volume (GRID_KEYS). Named grids go to
@@ -500,7 +496,7 @@ def resolve_grids(config: dict) -> list[dict]:
         return [{"name": None, "label": label, "desired_spacing": spacing, **shaping,
                  "root": out}]
     size = config["desired_volume"]
-    label = "x".join(str(n) for n in size) + " voxels"
+    label = size_text(size) + " voxels"
     return [{"name": None, "label": label, "desired_volume": size, "root": out}]
 
 
@@ -509,9 +505,9 @@ def spacing_label(spacing, shaping: dict) -> str:
     128x128x64`, `... padded to a multiple of 16`; a rule's result says the rule."""
     if isinstance(spacing, str):  # not resolved yet (fingerprint.resolve_spacing_rules)
         return spacing
-    label = ",".join(_number_text(v) for v in spacing) + " mm"
+    label = numbers_text(spacing) + " mm"
     if shaping.get("crop_or_pad"):
-        label += ", cropped or padded to " + "x".join(map(str, shaping["crop_or_pad"]))
+        label += ", cropped or padded to " + size_text(shaping["crop_or_pad"])
     if shaping.get("pad_to_multiple", 1) > 1:
         label += f", padded to a multiple of {shaping['pad_to_multiple']}"
     return label
