@@ -43,7 +43,8 @@ RUN_PREPARED = False
 
 
 def final_targets(wildcards):
-    """Input of rule all: prepare_run(), then the targets (get_final_output, pure)."""
+    """The input of the default target (Snakefile): prepare_run(), then the targets
+    (get_final_output, pure)."""
     prepare_run()
     return get_final_output()
 
@@ -54,8 +55,8 @@ def prepare_run():
     read), and before Snakemake checks its locks. Releases a killed run's stale lock, takes
     the lock snapshot onstart compares with, dismisses the worker of a run that runs no job
     here, schedules a local run linearly, and refuses an outdated report. (Not called when
-    the targets are not rule all's: a cluster job's inner Snakemake, files named on the
-    command line.)"""
+    the targets are others, as in a cluster job's inner Snakemake or with files named on
+    the command line.)"""
     global LOCKS_BEFORE, RUN_PREPARED
     if RUN_PREPARED:
         return
