@@ -15,6 +15,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/runtime.smk"
 include: "workflow/rules/resample.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/qc.smk"

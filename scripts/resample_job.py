@@ -136,7 +136,7 @@ def wait_reply(client):
 
 def start_only(folder):
     """`--start-worker`: the Snakefile starts the run's worker while Snakemake plans
-    (common.smk, start_resident_worker_early); no job."""
+    (runtime.smk, workflow_runtime.start_resident_worker_early); no job."""
     try:
         client = worker_connection(folder) if folder else None
     except OSError:

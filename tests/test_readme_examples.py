@@ -100,7 +100,7 @@ def test_profiles_match_what_the_readme_and_config_say():
     assert (local["cores"], local["keep-going"], local["rerun-incomplete"]) == ("all", True, True)
     slurm_text = (REPO / "profiles/slurm/config.yaml").read_text()
     slurm = yaml.safe_load(slurm_text)
-    # one setting for threads on a cluster: the profile's cores (common.smk threads_per_volume)
+    # one setting for threads on a cluster: the profile's cores (runtime.smk threads_per_volume)
     profile = " ".join(slurm_text.replace("#", " ").split())
     assert "the one setting for threads on the cluster" in profile
     assert "not threads_per_job" in profile and isinstance(slurm["cores"], int)

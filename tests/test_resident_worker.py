@@ -69,7 +69,7 @@ def wait_until(condition, seconds=60.0):
 
 
 def owner_env(tmp_path, owner_pid: int) -> dict:
-    """A job's environment as a run whose Snakemake is `owner_pid` gives it (common.smk)."""
+    """A job's environment as a run whose Snakemake is `owner_pid` gives it (runtime.smk)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     env["NII_RESAMPLE_WORKER_DIR"] = str(tmp_path / f"run-{owner_pid}-x")
     env["NII_RESAMPLE_WORKER_OWNER"] = f"{owner_pid} {process_start(owner_pid)}"

@@ -1,4 +1,4 @@
-"""The resident worker started while Snakemake plans (common.smk, start_resident_worker_early;
+"""The resident worker started while Snakemake plans (runtime.smk, workflow_runtime.start_resident_worker_early;
 scripts/resample_job.py --start-worker): a run starts it before its first job and its jobs
 use it; the starter and a job arriving together make one worker, never two; a dry run starts
 none; a dismissed worker (a run that runs no job on this host) ends, and a job that still

@@ -165,9 +165,15 @@ def build_parser(description: str | None = None, positionals: bool = True) -> ar
     return parser
 
 
-def put_python_first_on_path(executable: str) -> None:
-    """Let `python3` in the jobs' shell commands be `executable` (as activating its venv would)."""
+def point_jobs_at(executable: str, package_root) -> None:
+    """What Snakemake's jobs inherit from its environment: `python3` in their shell commands
+    is `executable` (as activating its venv would), and `package_root` (this workflow's src/)
+    comes first on their PYTHONPATH, so every job imports this workflow's nii_resample,
+    never another version installed in the environment."""
     os.environ["PATH"] = os.pathsep.join([str(Path(executable).parent), os.environ.get("PATH", "")])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(package_root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
 
 
 def job_arguments(options: dict) -> str:

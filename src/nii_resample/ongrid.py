@@ -64,11 +64,12 @@ def case_grid(image_path, grid: dict, orientation: str = "keep") -> FixedGrid:
     )
 
 
-def planned_size(path, options: dict):
+def planned_size(path, options: dict, header=None):
     """The voxels a job with these options (settings.job_options) writes, from headers
-    alone (for its memory request); never raises (the job itself will say what is wrong)."""
+    alone (for its memory request); never raises (the job itself will say what is wrong).
+    `header`: the input's, already read and reoriented (reoriented_header), or the
+    exception reading it raised; None: read it here."""
     from .grids import own_grid
-    from .nifti import read_header
 
     try:
         if options.get("reference"):
@@ -77,15 +78,26 @@ def planned_size(path, options: dict):
             return case_grid(
                 options["case_reference"], options, options.get("orientation", "keep")
             ).shape
-        header = read_header(path)
-        if options.get("orientation", "keep") != "keep":  # the job resamples these axes
-            from .orientation import reorient_header
-
-            header = reorient_header(header, options["orientation"])[0]
+        if header is None:
+            header = reoriented_header(path, options.get("orientation", "keep"))
+        if isinstance(header, Exception):  # reading it failed (resources.estimate_job_mem_mb)
+            raise header
         shape = [int(n) for n in header.get_data_shape()[:3]]
         return own_grid(shape, header.get_best_affine(), options).shape
     except Exception:
         return (1, 1, 1)
+
+
+def reoriented_header(path, orientation: str = "keep"):
+    """The input's header, its axes reordered as the job will (orientation != "keep")."""
+    from .nifti import read_header
+
+    header = read_header(path)
+    if orientation != "keep":  # the job resamples these axes
+        from .orientation import reorient_header
+
+        header = reorient_header(header, orientation)[0]
+    return header
 
 
 def index_map(volume_affine: np.ndarray, grid_affine: np.ndarray) -> np.ndarray:

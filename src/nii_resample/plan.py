@@ -62,10 +62,50 @@ def discover_tree(nii_folder, excluded=()) -> dict[str, Path]:
     return dict(sorted(volumes.items()))
 
 
+# --- Output layout: the one home of every path the workflow writes ---------------------
+# A grid's files are under its root (grid["root"]), a volume's named by its key (its
+# relative path without suffix); each function takes a concrete key, or the rules' pattern
+# of keys ("{prefix}", recursive: "{rel}{prefix}", Snakemake wildcards).
+
+
 def output_file(grid: dict, key: str, saving_mode: str) -> Path:
     """A volume's output: the usual layout under the grid's folder, in its relative folder."""
     folder, _, prefix = key.rpartition("/")
     return resampled_path(Path(grid["root"]) / folder, prefix, saving_mode)
+
+
+def output_pattern(root: str, saving_mode: str, recursive: bool) -> str:
+    """output_file as a Snakemake pattern ({rel}: the folder below nii_folder, empty or
+    ending in "/"; {prefix}: the volume's name), from the same layout function."""
+    below = resampled_path(".", "{prefix}", saving_mode).as_posix()
+    return f"{root}/{'{rel}' if recursive else ''}{below}"
+
+
+def record_file(root: str, key: str) -> str:
+    """A volume's record (nii_resample.records), written by its job."""
+    return f"{root}/records/{key}.tsv"
+
+
+def failure_record_file(root: str, key: str) -> str:
+    """A failed volume's one-line reason."""
+    return f"{root}/records/failed/{key}.tsv"
+
+
+def log_file(root: str, rule: str, key: str) -> str:
+    return f"{root}/logs/{rule}/{key}.log"
+
+
+def qc_picture(root: str, key: str) -> str:
+    """A volume's QC picture (`qc: true`)."""
+    return f"{root}/qc/{key}.png"
+
+
+def dataset_qc_pictures(out: str) -> dict[str, str]:
+    """A dataset's QC overview and manifest table (`qc: true`), under its output_path."""
+    return {
+        "overview": f"{out}/qc/dataset/overview.png",
+        "table": f"{out}/qc/dataset/manifest.html",
+    }
 
 
 def _check_rule_names(configs: dict) -> None:
@@ -161,4 +201,8 @@ def plan_run(config: dict) -> list[dict]:
     return plan
 
 
-__all__ = ["plan_run", "discover_tree", "output_file", "dataset_configs", "VOLUME_SUFFIXES"]
+__all__ = [
+    "plan_run", "discover_tree", "output_file", "output_pattern", "record_file",
+    "failure_record_file", "log_file", "qc_picture", "dataset_qc_pictures",
+    "dataset_configs", "VOLUME_SUFFIXES",
+]

@@ -111,11 +111,28 @@ def estimate_mem_mb(
     return int(attempt * (base + total / MEGABYTE))
 
 
-def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int = 1) -> int:
+def estimate_job_mem_mb(path, options: dict, attempt: int = 1) -> int:
+    """The memory request (MB) of a job with these options (settings.job_options) on the
+    input at `path`: its header is read once, for both the voxels it writes
+    (ongrid.planned_size) and its own size; never raises."""
+    from .ongrid import planned_size, reoriented_header
+
+    try:
+        header = reoriented_header(path, options.get("orientation", "keep"))
+    except Exception as problem:  # sized from the file; the job will say why
+        header = problem
+    size = planned_size(path, options, header=header)
+    return estimate_mem_mb_for_file(path, size, options, attempt, header=header)
+
+
+def estimate_mem_mb_for_file(
+    path, desired_volume, options: dict, attempt: int = 1, header=None
+) -> int:
     """estimate_mem_mb for the file at `path` with a job's options (settings.job_options);
-    never raises: an unreadable header (the job will say why) is sized from the file."""
-    from .nifti import read_header
-    from .orientation import reorient_header
+    never raises: an unreadable header (the job will say why) is sized from the file.
+    `header`: already read and reoriented (ongrid.reoriented_header), or the exception
+    reading it raised; None: read it here."""
+    from .ongrid import reoriented_header
 
     path = Path(path)
     orientation = options.get("orientation", "keep")
@@ -124,9 +141,10 @@ def estimate_mem_mb_for_file(path, desired_volume, options: dict, attempt: int =
     except OSError:
         file_bytes = 0
     try:
-        header = read_header(path)
-        if orientation != "keep":  # the job resamples the reordered axes
-            header = reorient_header(header, orientation)[0]
+        if header is None:
+            header = reoriented_header(path, orientation)
+        if isinstance(header, Exception):
+            raise header
         shape = [int(n) for n in header.get_data_shape()]
         dtype = header.get_data_dtype()
         itemsize, floating = dtype.itemsize, dtype.kind == "f"

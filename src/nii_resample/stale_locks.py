@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-from base64 import urlsafe_b64decode
 from pathlib import Path
 
 from .files import atomic_write_bytes
 from .processes import pid_is_gone, this_process
+from .snakemake_compat import incomplete_mark_path, lock_kind, locked_paths
 
 OWNERS = Path("nii_resample") / "lock_owners"  # under .snakemake/
 
@@ -68,13 +68,6 @@ def _owner(state: Path, name: str, stamp) -> dict | None:
     return owner
 
 
-def _keys(path: Path) -> list[Path]:
-    try:
-        return [Path(line) for line in path.read_text().splitlines() if line.strip()]
-    except OSError:
-        return []
-
-
 def _under(path: Path, roots: list[Path]) -> bool:
     path = Path(os.path.abspath(path))
     return any(path.is_relative_to(root) for root in roots)
@@ -83,7 +76,7 @@ def _under(path: Path, roots: list[Path]) -> bool:
 def _concerns(lock: Path, roots: list[Path]) -> bool:
     """Whether a lock names a file under one of `roots` (this run's input and output
     folders); unreadable locks count as concerning us."""
-    keys = _keys(lock)
+    keys = locked_paths(lock)
     return not keys or any(_under(key, roots) for key in keys)
 
 
@@ -109,12 +102,8 @@ def _incomplete_marks(state: Path, roots: list[Path]) -> list[Path]:
     for path in folder.rglob("*") if folder.is_dir() else ():
         if not path.is_file():
             continue
-        parts = [part.removeprefix("@") for part in path.relative_to(folder).parts]
-        try:
-            key = Path(urlsafe_b64decode("".join(parts)).decode())
-        except ValueError:
-            continue
-        if _under(key, roots):
+        key = incomplete_mark_path(folder, path)
+        if key is not None and _under(key, roots):
             marks.append(path)
     return marks
 
@@ -157,7 +146,7 @@ def claim_new_locks(before: dict, folder: str | os.PathLike = ".") -> list[str]:
     new = {
         name: stamp for name, stamp in lock_files(state).items() if before.get(name) != stamp
     }
-    kinds = [name.split(".")[-2] for name in new if name.count(".") >= 2]
+    kinds = [kind for kind in map(lock_kind, new) if kind is not None]
     if not new or len(kinds) != len(new) or len(set(kinds)) != len(kinds):
         return []
     me = this_process()

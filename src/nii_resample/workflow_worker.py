@@ -5,7 +5,7 @@ interpreter's start-up (~0.2 s of CPU; docs/benchmarks.md, "Start-up per job").
 One worker per run, node and interpreter: the Snakemake that parsed the Snakefile (the
 run's, or the inner one of a cluster job, whose per-volume Snakemakes under srun keep it)
 names a folder of its own in NII_RESAMPLE_WORKER_DIR and itself in
-NII_RESAMPLE_WORKER_OWNER (common.smk); the first job that finds no worker starts one
+NII_RESAMPLE_WORKER_OWNER (runtime.smk); the first job that finds no worker starts one
 (scripts/resample_job.py, the resample rule's job), as
 
     python -P -m nii_resample.workflow_worker <socket path> <ready fd>
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .processes import pid_is_gone
 
-# A run that runs no job on this host marks its folder so (common.smk, dismiss_resident_worker).
+# A run that runs no job on this host marks its folder so (runtime.smk prepare_run, workflow_runtime.dismiss_resident_worker).
 DISMISSED_MARK = "dismissed"
 IDLE_SECONDS = 120.0  # a safety net: the run's end is seen through its owner
 TICK_SECONDS = 0.25

@@ -181,7 +181,7 @@ def test_workflow_on_slurm_with_a_bad_volume_then_resume(snakemake_python, slurm
     for name in skipped:
         assert failures[f"{name}.nii.gz"]["reason"].startswith(f"{name}.nii.gz: the job did not finish")
         assert f"prefix={name}" in log_text, f"{name} was not in the failed SLURM job"
-    # The workflow lets a group job keep going past a bad volume (common.smk), so every good
+    # The workflow lets a group job keep going past a bad volume (runtime.smk), so every good
     # volume of the failed group is done too.
     assert not skipped, failures
     assert "volumes failed (listed in out/failures.tsv)" in out
@@ -416,7 +416,7 @@ def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
         assert seen["slurm_job"] == job, seen
         assert seen["owner"] not in watch.outer, seen
         assert seen["owner_slurm_job"] == job, seen
-        # started by the job's own Snakemake while it planned (common.smk,
+        # started by the job's own Snakemake while it planned (runtime.smk,
         # start_resident_worker_early), in its step, not in the srun step of a volume (with
         # cgroup process tracking, SLURM ends a step's processes with the step)
         assert seen["slurm_step"] == seen["owner_slurm_step"], seen
@@ -427,7 +427,7 @@ def test_each_slurm_job_runs_its_volumes_in_one_resident_worker_of_its_own(
         assert folder.name.startswith(f"{socket.gethostname()}-{seen['owner']}-"), seen
 
     # (d) the outer snakemake submits and runs no volume here: the worker it starts while it
-    # plans (common.smk, start_resident_worker_early) is dismissed then, not kept for the run
+    # plans (runtime.smk, start_resident_worker_early) is dismissed then, not kept for the run
     head = [seen for seen in watch.workers.values() if seen["owner"] in watch.outer]
     assert all(seen["last_seen"] < ended - 10 for seen in head), head
     # (e) a volume's threads are the CPUs of its SLURM job (the profile's `cores: 1`), not

@@ -1,6 +1,7 @@
 """Aggregation: one manifest per dataset (a row per volume and grid), and the end-of-run
 reports."""
 
+from nii_resample.stale_locks import release_claims
 from nii_resample.records import (
     collect_failures,
     manifest_after_failures,
@@ -28,7 +29,8 @@ for DATASET in DATASETS:
             # The spacing `desired_spacing: median|nnunet` chose, and what it saw.
         log:
             f"{DATASET.out}/logs/manifest.log",
-        # runs in the snakemake process itself (cheap), never submitted to a cluster
+        # cheap: runs on this machine, in a subprocess of Snakemake (script:), never
+        # submitted to a cluster
         localrule: True
         conda:
             "../envs/resample.yaml"

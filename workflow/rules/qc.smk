@@ -1,7 +1,8 @@
 """Quality control: before/after pictures of every volume, a dataset overview, and the
 manifest as a table, all in `snakemake --report report.html`. The dataset-wide ones are
-cheap and run locally; the per-volume pictures read whole volumes, so on a cluster they are
-submitted like the resample jobs, in their group (CLUSTER_GROUP, common.smk).
+cheap and run on this machine (local rules); the per-volume pictures read whole volumes, so on
+a cluster they are submitted like the resample jobs, in their group (CLUSTER_GROUP,
+resample.smk). Every path is nii_resample.plan's (the output layout).
 """
 
 from nii_resample.qc_figures import report_labels
@@ -44,14 +45,15 @@ for DATASET in DATASETS:
             manifest=DATASET.manifest,
         output:
             png=report(
-                f"{DATASET.out}/qc/dataset/overview.png",
+                DATASET.qc_pictures["overview"],
                 caption="../report/qc_overview.rst",
                 category="Dataset",
                 labels={"figure": "overview"},
             ),
         log:
             f"{DATASET.out}/logs/qc_overview.log",
-        # runs in the snakemake process itself (cheap), never submitted to a cluster
+        # cheap: runs on this machine, in a subprocess of Snakemake (script:), never
+        # submitted to a cluster
         localrule: True
         conda:
             "../envs/resample.yaml"
@@ -65,14 +67,15 @@ for DATASET in DATASETS:
             manifest=DATASET.manifest,
         output:
             html=report(
-                f"{DATASET.out}/qc/dataset/manifest.html",
+                DATASET.qc_pictures["table"],
                 caption="../report/manifest_table.rst",
                 category="Dataset",
                 labels={"figure": "manifest"},
             ),
         log:
             f"{DATASET.out}/logs/qc_manifest_table.log",
-        # runs in the snakemake process itself (cheap), never submitted to a cluster
+        # cheap: runs on this machine, in a subprocess of Snakemake (script:), never
+        # submitted to a cluster
         localrule: True
         conda:
             "../envs/resample.yaml"
