@@ -143,7 +143,7 @@ def start_resident_worker_early(facts: Invocation, resample_script: str) -> None
     own worker) (Invocation.may_run_jobs_here); a run that turns out to run no job here (a
     cluster executor, --touch, a report) dismisses it (runtime.smk, prepare_run)."""
     global _STARTER
-    python3 = shutil.which("python3")  # the jobs' python3 (put_python_first_on_path)
+    python3 = shutil.which("python3")  # the jobs' python3 (command.point_jobs_at)
     if python3 is None or not facts.may_run_jobs_here:
         return
     # The worker computes nothing itself: one thread per pool at import; each job sets its
