@@ -44,6 +44,9 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+from nii_resample.processes import alive  # noqa: E402  (the package's own check)
+
 __all__ = [
     "SlurmUnavailable",
     "SlurmCluster",
@@ -211,12 +214,8 @@ def _slurmd_hardware() -> Dict[str, str]:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not alive(pid):
         return False
-    except PermissionError:
-        return True
     # a zombie child still "exists"; reap it if it is ours
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
