@@ -36,7 +36,7 @@ from support import (
 
 pytestmark = pytest.mark.slurm
 
-PROFILE = REPO / "workflow" / "profiles" / "slurm"
+PROFILE = REPO / "profiles" / "slurm"
 DESIRED = (10, 9, 6)
 GOOD = ("vol_a", "vol_b", "vol_c")
 BAD = "vol_bad"
