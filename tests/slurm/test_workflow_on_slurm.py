@@ -301,6 +301,13 @@ def _ancestors(pid: int) -> list[str]:
     return names
 
 
+def _worker_socket(pid: int) -> str:
+    """A worker's socket path: the word after the module in python -P -m
+    nii_resample.workflow_worker SOCKET FD."""
+    words = _proc(pid, "cmdline").split("\0")
+    return words[words.index("nii_resample.workflow_worker") + 1]
+
+
 def _live_workers() -> list[int]:
     """Live resident workers (python -m nii_resample.workflow_worker), not their forked children."""
     named = [int(entry.name) for entry in Path("/proc").iterdir()
@@ -340,7 +347,7 @@ class WorkerWatch(threading.Thread):
                 env = _environ(pid)
                 owner = int(env.get("NII_RESAMPLE_WORKER_OWNER", "0 0").split()[0])
                 self.workers[pid] = {
-                    "socket": _proc(pid, "cmdline").split("\0")[2],
+                    "socket": _worker_socket(pid),
                     "slurm_job": env.get("SLURM_JOB_ID"),
                     "owner": owner,
                     "owner_slurm_job": _environ(owner).get("SLURM_JOB_ID"),
