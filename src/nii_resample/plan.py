@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from .errors import ConfigError, InputFolderError
+from .formatting import numbers_text
 from .settings import (
     RESAMPLED_SUFFIX,
     VOLUME_SUFFIXES,
@@ -144,7 +145,7 @@ def fingerprint_lines(planned: dict) -> list[str]:
     out = planned["config"]["output_path"]
     lines = [
         f"{out}: desired_spacing {f['rule']} = "
-        f"{', '.join(f'{v:.6g}' for v in f['spacing'])} mm ({f['volumes']} volumes' headers)"
+        f"{numbers_text(f['spacing'], separator=', ')} mm ({f['volumes']} volumes' headers)"
         for f in planned["fingerprints"].values()
     ]
     return lines + changed_spacings(out, planned["fingerprints"])
